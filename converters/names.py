@@ -1,0 +1,90 @@
+"""Matching a checkpoint's canonical tensor names to the ones a model expects.
+
+Canonical names are Hugging Face PyTorch state-dict keys. A head model keeps the base model under `longformer.`;
+`LongformerModel` has no prefix. A checkpoint of either kind loads into a model of either kind: the prefix is added
+or dropped as needed, head tensors a model has no use for are reported as unexpected, tied aliases are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .checkpoint import CheckpointError
+
+BASE_PREFIX = "longformer."
+BASE_PARTS = ("embeddings.", "encoder.", "pooler.")
+
+# Names from old releases that carry nothing (a position_ids buffer) or that were renamed (LayerNorm gamma/beta).
+IGNORED = ("embeddings.position_ids",)
+
+
+@dataclass
+class LoadReport:
+    """What `match_names` found: `mapping` model key -> checkpoint key, plus the leftovers, by name."""
+
+    mapping: dict[str, str] = field(default_factory=dict)
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list]:
+        return {"missing_keys": self.missing_keys, "unexpected_keys": self.unexpected_keys,
+                "mismatched_keys": self.mismatched_keys}
+
+
+def legacy_rename(key: str) -> str:
+    """Old TF-ported checkpoints call LayerNorm parameters gamma/beta."""
+    if key.endswith(".gamma"):
+        return key[: -len("gamma")] + "weight"
+    if key.endswith(".beta"):
+        return key[: -len("beta")] + "bias"
+    return key
+
+
+def _to_model_key(key: str, model_has_prefix: bool, checkpoint_has_prefix: bool) -> str:
+    if model_has_prefix and not checkpoint_has_prefix and key.startswith(BASE_PARTS):
+        return BASE_PREFIX + key
+    if not model_has_prefix and key.startswith(BASE_PREFIX):
+        return key[len(BASE_PREFIX):]
+    return key
+
+
+def match_names(expected: Mapping[str, tuple], available: Mapping[str, tuple], *, model_has_prefix: bool,
+                tied: Iterable[str] = (), source: str = "checkpoint") -> LoadReport:
+    """Pair the model's expected tensors with the checkpoint's, by canonical name.
+
+    Args:
+        expected: model key -> shape (tied aliases excluded).
+        available: checkpoint key -> shape.
+        model_has_prefix: the model is a head model (its base lives under `longformer.`).
+        tied: model keys that alias another parameter; a checkpoint copy of them is ignored.
+    Raises:
+        CheckpointError: a tensor of the right name has the wrong shape, or the checkpoint lacks part of the
+            encoder or embeddings (it is not a Longformer of this config).
+    """
+    checkpoint_has_prefix = any(k.startswith(BASE_PREFIX) for k in available)
+    tied = set(tied)
+    report = LoadReport()
+    for key, shape in available.items():
+        model_key = _to_model_key(legacy_rename(key), model_has_prefix, checkpoint_has_prefix)
+        if model_key in tied or model_key.endswith(IGNORED):
+            continue
+        if model_key not in expected:
+            report.unexpected_keys.append(key)
+            continue
+        if tuple(expected[model_key]) != tuple(shape):
+            report.mismatched_keys.append((key, tuple(shape), tuple(expected[model_key])))
+            continue
+        report.mapping[model_key] = key
+    report.missing_keys = [k for k in expected if k not in report.mapping]
+    if report.mismatched_keys:
+        lines = "; ".join(f"{k}: checkpoint {s}, model {e}" for k, s, e in report.mismatched_keys[:10])
+        raise CheckpointError(f"{source} has tensors whose shapes do not fit the config: {lines}. Check that "
+                              "config.json belongs to these weights.")
+    essential = [k for k in report.missing_keys
+                 if (k[len(BASE_PREFIX):] if model_has_prefix else k).startswith(("embeddings.", "encoder."))]
+    if essential:
+        raise CheckpointError(f"{source} lacks {len(essential)} tensors of the Longformer encoder, e.g. "
+                              f"{essential[:5]}. It is incomplete or not a Longformer checkpoint.")
+    return report

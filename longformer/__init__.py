@@ -1,0 +1,33 @@
+"""longformer: one Longformer (Beltagy et al., 2020) for PyTorch, TensorFlow and JAX/Flax.
+
+`import longformer` imports no deep-learning framework. The backends live in `longformer.pt`, `longformer.tf`
+and `longformer.flax`, each importing only its own framework.
+"""
+
+from .config import LongformerConfig
+from .outputs import (
+    LongformerBaseModelOutput,
+    LongformerBaseModelOutputWithPooling,
+    LongformerMaskedLMOutput,
+    LongformerMultipleChoiceModelOutput,
+    LongformerQuestionAnsweringModelOutput,
+    LongformerSequenceClassifierOutput,
+    LongformerTokenClassifierOutput,
+    ModelOutput,
+)
+from .tokenizer import LongformerTokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LongformerBaseModelOutput",
+    "LongformerBaseModelOutputWithPooling",
+    "LongformerConfig",
+    "LongformerMaskedLMOutput",
+    "LongformerMultipleChoiceModelOutput",
+    "LongformerQuestionAnsweringModelOutput",
+    "LongformerSequenceClassifierOutput",
+    "LongformerTokenClassifierOutput",
+    "LongformerTokenizer",
+    "ModelOutput",
+]

@@ -1,0 +1,84 @@
+"""Conventions every backend shares, in one place: the mask encoding, padding rules, global slots and input checks.
+
+Mask encoding (Hugging Face's): `attention_mask * (global_attention_mask + 1)` gives 0 = padding (never attended),
+1 = local (sliding window), 2 = global (attends to and is attended by every non-padding token).
+
+Inputs are right-padded to a multiple of the largest attention window (padding tokens: `pad_token_id`, mask 0),
+as Hugging Face does; outputs are cut back to the input length, except `global_attentions`, which keep the padded
+length. Position ids follow RoBERTa: `padding_idx + 1 + (number of non-padding tokens before)`, `padding_idx`
+on padding tokens; from `inputs_embeds` (no ids), `padding_idx + 1 ...` for every position.
+
+Global tokens are gathered into a static number of *slots* (`num_global_slots`): the largest count in the batch
+rounded up to a power of two, so compiled code sees few distinct shapes. Unused slots are filler: masked with the
+dtype's minimum (probability exactly 0) where they are keys, uniform over all keys where they are queries (as in
+Hugging Face's returned `global_attentions`), and never written back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def padding_length(seq_len: int, window: int) -> int:
+    """Tokens to append so that `seq_len` becomes a multiple of `window`."""
+    return (window - seq_len % window) % window
+
+
+def num_global_slots(max_global: int, seq_len: int) -> int:
+    """Static number of global slots for a batch whose busiest row has `max_global` global tokens."""
+    if max_global <= 0:
+        return 0
+    return min(seq_len, 1 << (max_global - 1).bit_length())
+
+
+def query_block_size(seq_len: int, preferred: int = 128) -> int:
+    """Rows of queries the band attention handles per step (keys per step: block + window)."""
+    return max(1, min(preferred, seq_len))
+
+
+# ---------------------------------------------------------------------------------------------- input checks
+def check_input_shapes(*, input_ids: Sequence[int] | None, inputs_embeds: Sequence[int] | None,
+                       attention_mask: Sequence[int] | None, global_attention_mask: Sequence[int] | None,
+                       token_type_ids: Sequence[int] | None, position_ids: Sequence[int] | None,
+                       hidden_size: int) -> tuple[int, int]:
+    """Validate the shapes of a model's inputs; return (batch, length). Shapes are plain tuples."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+    if input_ids is not None:
+        if len(input_ids) != 2:
+            raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids)}.")
+        shape = tuple(input_ids)
+    else:
+        if len(inputs_embeds) != 3 or inputs_embeds[-1] != hidden_size:
+            raise ValueError(f"inputs_embeds must have shape (batch, sequence, {hidden_size}), "
+                             f"got {tuple(inputs_embeds)}.")
+        shape = tuple(inputs_embeds[:2])
+    if shape[1] == 0:
+        raise ValueError("The input sequence is empty (length 0).")
+    for name, other in (("attention_mask", attention_mask), ("global_attention_mask", global_attention_mask),
+                        ("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+        if other is not None and tuple(other) != shape:
+            raise ValueError(f"{name} has shape {tuple(other)} but the input has shape {shape} "
+                             "(batch, sequence); they must match.")
+    return shape[0], shape[1]
+
+
+def ids_out_of_range_message(name: str, low: int, high: int, size: int) -> str:
+    return (f"{name} holds values in [{low}, {high}] but must lie in [0, {size - 1}] "
+            f"({name.split('_')[0]} table of size {size}).")
+
+
+def positions_too_long_message(max_position: int, table: int, pad: int) -> str:
+    return (f"The sequence needs position {max_position} but the model's position table has "
+            f"{table} rows (max_position_embeddings; positions start at padding_idx + 1 = {pad + 1}), so at most "
+            f"{table - pad - 1} tokens fit. Truncate the input (tokenizer truncation=True, max_length=...) or "
+            "convert the checkpoint to a longer position table.")
+
+
+GLOBAL_ON_PADDING_MESSAGE = ("global_attention_mask marks a token as global where attention_mask is 0 (padding). "
+                             "Padding tokens cannot be global: clear global_attention_mask there.")
+
+
+def sep_count_message(counts: Sequence[int], sep_token_id: int) -> str:
+    return (f"Automatic global attention needs exactly 3 separator tokens (id {sep_token_id}) per row, "
+            f"'<s> question </s></s> context </s>'; found {list(counts)}. Pass global_attention_mask yourself.")

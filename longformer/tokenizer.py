@@ -1,0 +1,286 @@
+"""`LongformerTokenizer`: RoBERTa's byte-level BPE on the `tokenizers` library, with Hugging Face's call signature.
+
+Loads `tokenizer.json`, or `vocab.json` + `merges.txt` (the files of every Longformer checkpoint). Single texts
+become `<s> A </s>`, pairs `<s> A </s></s> B </s>`; `<mask>` swallows the space before it. Ids equal Hugging Face's
+`LongformerTokenizerFast` on the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+                  "mask_token": "<mask>"}
+_HUGE = int(1e30)  # Hugging Face's "no limit" model_max_length
+
+
+class BatchEncoding(dict):
+    """The tokenizer's result: a dict (`enc["input_ids"]`) that also reads as attributes (`enc.input_ids`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError as e:
+            raise AttributeError(name) from e
+
+
+def _convert(array: np.ndarray, return_tensors: str | None):
+    if return_tensors in (None, "np"):
+        return array
+    from ._frameworks import require
+
+    if return_tensors == "pt":
+        return require("torch").from_numpy(array)
+    if return_tensors == "tf":
+        return require("tensorflow").convert_to_tensor(array)
+    if return_tensors == "jax":
+        return require("jax.numpy").asarray(array)
+    raise ValueError(f"return_tensors must be one of None, 'np', 'pt', 'tf', 'jax'; got {return_tensors!r}.")
+
+
+class LongformerTokenizer:
+    """Byte-level BPE tokenizer of RoBERTa / Longformer.
+
+    Args:
+        tokenizer: a `tokenizers.Tokenizer` holding the whole pipeline.
+        model_max_length: the longest input the model accepts (4096 for the AllenAI checkpoints); the default
+            for `truncation=True` without `max_length`.
+    """
+
+    model_input_names = ("input_ids", "attention_mask")
+
+    def __init__(self, tokenizer: Tokenizer, model_max_length: int | None = None):
+        self.backend = tokenizer
+        self.model_max_length = int(model_max_length) if model_max_length else _HUGE
+        for attr, token in SPECIAL_TOKENS.items():
+            token_id = tokenizer.token_to_id(token)
+            if token_id is None:
+                raise ValueError(f"The vocabulary has no {token} token; a Longformer tokenizer needs "
+                                 f"{list(SPECIAL_TOKENS.values())}.")
+            setattr(self, attr, token)
+            setattr(self, attr + "_id", token_id)
+        self.cls_token, self.cls_token_id = self.bos_token, self.bos_token_id
+        self.sep_token, self.sep_token_id = self.eos_token, self.eos_token_id
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_vocab_and_merges(cls, vocab_file: str, merges_file: str, *, add_prefix_space: bool = False,
+                              trim_offsets: bool = True, model_max_length: int | None = None
+                              ) -> LongformerTokenizer:
+        """Build RoBERTa's pipeline: byte-level pre-tokenizer and decoder, BPE, `<s> A </s></s> B </s>`."""
+        tok = Tokenizer(models.BPE.from_file(vocab_file, merges_file))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+        tok.decoder = decoders.ByteLevel()
+        specials = [AddedToken(t, special=True) for t in ("<s>", "<pad>", "</s>", "<unk>")]
+        specials.append(AddedToken("<mask>", lstrip=True, normalized=False, special=True))
+        tok.add_special_tokens(specials)
+        sep, cls_ = tok.token_to_id("</s>"), tok.token_to_id("<s>")
+        if sep is None or cls_ is None:
+            raise ValueError(f"{vocab_file} lacks <s> or </s>.")
+        tok.post_processor = processors.RobertaProcessing(("</s>", sep), ("<s>", cls_), trim_offsets=trim_offsets,
+                                                          add_prefix_space=add_prefix_space)
+        return cls(tok, model_max_length=model_max_length)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_kwargs: Any) -> LongformerTokenizer:
+        """Load from a folder or Hub id: `tokenizer.json` if present, else `vocab.json` + `merges.txt`."""
+        from .hub import resolve_file
+
+        path = os.fspath(name_or_path)
+        settings: dict[str, Any] = {}
+        try:
+            with open(resolve_file(path, TOKENIZER_CONFIG_FILE, **hub_kwargs), encoding="utf-8") as f:
+                settings = json.load(f)
+        except FileNotFoundError:
+            pass
+        max_len = settings.get("model_max_length")
+        max_len = max_len if isinstance(max_len, int) and max_len < _HUGE else None
+        try:
+            return cls(Tokenizer.from_file(resolve_file(path, TOKENIZER_FILE, **hub_kwargs)), model_max_length=max_len)
+        except FileNotFoundError:
+            pass
+        try:
+            vocab = resolve_file(path, VOCAB_FILE, **hub_kwargs)
+            merges = resolve_file(path, MERGES_FILE, **hub_kwargs)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{path} has no tokenizer: expected {TOKENIZER_FILE}, or {VOCAB_FILE} and "
+                                    f"{MERGES_FILE}.") from e
+        return cls.from_vocab_and_merges(vocab, merges, add_prefix_space=bool(settings.get("add_prefix_space", False)),
+                                         trim_offsets=bool(settings.get("trim_offsets", True)),
+                                         model_max_length=max_len)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write `tokenizer.json`, `vocab.json`, `merges.txt` and `tokenizer_config.json`."""
+        save_directory = os.fspath(save_directory)
+        os.makedirs(save_directory, exist_ok=True)
+        self.backend.save(os.path.join(save_directory, TOKENIZER_FILE))
+        self.backend.model.save(save_directory)
+        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS}
+        if self.model_max_length < _HUGE:
+            settings["model_max_length"] = self.model_max_length
+        with open(os.path.join(save_directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(settings, f, indent=2)
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab(with_added_tokens=True)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        if isinstance(tokens, str):
+            token_id = self.backend.token_to_id(tokens)
+            return self.unk_token_id if token_id is None else token_id
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
+        if isinstance(ids, (int, np.integer)):
+            return self.backend.id_to_token(int(ids))
+        return [self.backend.id_to_token(int(i)) for i in ids]
+
+    # ------------------------------------------------------------------ encoding
+    def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, *,
+                 add_special_tokens: bool = True, padding: bool | str = False, truncation: bool | str | None = None,
+                 max_length: int | None = None, pad_to_multiple_of: int | None = None,
+                 return_tensors: str | None = None, return_attention_mask: bool = True,
+                 return_token_type_ids: bool = False, return_special_tokens_mask: bool = False,
+                 return_offsets_mapping: bool = False) -> BatchEncoding:
+        """Tokenize one text (or pair) or a batch; arguments as Hugging Face's tokenizers.
+
+        Args:
+            padding: False / 'do_not_pad', True / 'longest' (to the longest in the batch), 'max_length'.
+            truncation: False / 'do_not_truncate', True / 'longest_first', 'only_first', 'only_second'.
+            max_length: limit for truncation and 'max_length' padding (default: `model_max_length`).
+            pad_to_multiple_of: round padded lengths up (use the attention window for compile-friendly shapes).
+            return_tensors: None (lists), 'np', 'pt', 'tf' or 'jax'.
+        """
+        batched = not isinstance(text, str)
+        if batched:
+            texts = list(text)
+            pairs = None if text_pair is None else list(text_pair)
+            if pairs is not None and (isinstance(text_pair, str) or len(pairs) != len(texts)):
+                raise ValueError("With a batch of texts, text_pair must be a batch of the same length.")
+        else:
+            if text_pair is not None and not isinstance(text_pair, str):
+                raise ValueError("With a single text, text_pair must be a single text too.")
+            texts, pairs = [text], None if text_pair is None else [text_pair]
+        if not all(isinstance(t, str) for t in texts + (pairs or [])):
+            raise TypeError("text and text_pair must be strings or lists of strings.")
+
+        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
+        truncation = {True: "longest_first", False: "do_not_truncate", None: "do_not_truncate"}.get(truncation,
+                                                                                                      truncation)
+        if padding not in ("longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad'; got {padding!r}")
+        if truncation not in ("longest_first", "only_first", "only_second", "do_not_truncate"):
+            raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first' or 'only_second'; "
+                             f"got {truncation!r}")
+        limit = max_length if max_length is not None else self.model_max_length
+        if padding == "max_length" and limit >= _HUGE:
+            raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
+
+        backend = self.backend
+        try:
+            if truncation != "do_not_truncate" and limit < _HUGE:
+                backend.enable_truncation(limit, strategy=truncation)
+            else:
+                backend.no_truncation()
+            if padding != "do_not_pad":
+                backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token,
+                                       length=limit if padding == "max_length" else None,
+                                       pad_to_multiple_of=pad_to_multiple_of)
+            else:
+                backend.no_padding()
+            inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
+            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        except Exception as e:  # tokenizers raises a plain Exception for impossible truncations
+            raise ValueError(f"Tokenization failed: {e}") from e
+        finally:
+            backend.no_truncation()
+            backend.no_padding()
+
+        fields = {"input_ids": [e.ids for e in encodings]}
+        if return_token_type_ids:
+            fields["token_type_ids"] = [[0] * len(e.ids) for e in encodings]  # RoBERTa: always zeros
+        if return_attention_mask:
+            fields["attention_mask"] = [e.attention_mask for e in encodings]
+        if return_special_tokens_mask:
+            fields["special_tokens_mask"] = [e.special_tokens_mask for e in encodings]
+        if return_offsets_mapping:
+            fields["offset_mapping"] = [[tuple(o) for o in e.offsets] for e in encodings]
+
+        if return_tensors is not None:
+            lengths = {len(ids) for ids in fields["input_ids"]}
+            if len(lengths) > 1:
+                raise ValueError("The texts have different lengths; pass padding=True (and truncation=True) to "
+                                 "return tensors.")
+            out = {}
+            for key, value in fields.items():
+                array = np.asarray(value, dtype=np.int64)
+                out[key] = _convert(array, return_tensors)
+            return BatchEncoding(out)
+        if not batched:
+            fields = {k: v[0] for k, v in fields.items()}
+        return BatchEncoding(fields)
+
+    def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
+        return self(text, text_pair, **kwargs)["input_ids"]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool = False) -> str:
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        text = self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        return _clean_up(text) if clean_up_tokenization_spaces else text
+
+    def batch_decode(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False,
+                     clean_up_tokenization_spaces: bool = False) -> list[str]:
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+
+    # ------------------------------------------------------------------ global attention helpers
+    def global_attention_mask_for_classification(self, input_ids, return_tensors: str | None = "np"):
+        """Global attention on the first token (`<s>`), as sequence classification uses it."""
+        ids = np.asarray(input_ids)
+        mask = np.zeros(ids.shape, dtype=np.int64)
+        mask[..., 0] = 1
+        return _convert(mask, return_tensors)
+
+    def global_attention_mask_for_question_answering(self, input_ids, return_tensors: str | None = "np"):
+        """Global attention on `<s>` and the question: every token before the first `</s>`.
+
+        Expects `<s> question </s></s> context </s>` rows (as `tokenizer(question, context)` makes them).
+        """
+        ids = np.asarray(input_ids)
+        is_sep = ids == self.sep_token_id
+        if not is_sep.any(axis=-1).all():
+            raise ValueError("A row has no </s>: encode the question and context as a pair, "
+                             "tokenizer(question, context).")
+        first_sep = is_sep.argmax(axis=-1)[..., None]
+        mask = (np.arange(ids.shape[-1]) < first_sep).astype(np.int64)
+        return _convert(mask, return_tensors)
+
+
+def _clean_up(text: str) -> str:
+    """Hugging Face's `clean_up_tokenization`: drop the space before punctuation and English contractions."""
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
+                 (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(a, b)
+    return text
