@@ -36,6 +36,11 @@ def query_block_size(seq_len: int, preferred: int = 128) -> int:
     return max(1, min(preferred, seq_len))
 
 
+def feed_forward_chunk(seq_len: int, rows: int = 1024) -> int:
+    """Sequence positions per feed-forward step (the FFN is row-wise, so chunking changes no result)."""
+    return max(1, min(rows, seq_len))
+
+
 # ---------------------------------------------------------------------------------------------- input checks
 def check_input_shapes(*, input_ids: Sequence[int] | None, inputs_embeds: Sequence[int] | None,
                        attention_mask: Sequence[int] | None, global_attention_mask: Sequence[int] | None,

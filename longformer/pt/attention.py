@@ -69,30 +69,41 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     v = F.pad(v, (0, 0, w, w + tail))
     key_valid = F.pad(key_valid, (w, w + tail), value=False)
     rows = torch.arange(block, device=q.device)
-    cols = torch.arange(block + 2 * w, device=q.device)
-    offset = cols[None, :] - rows[:, None]
+    offset = torch.arange(block + 2 * w, device=q.device)[None, :] - rows[:, None]
     in_band = (offset >= 0) & (offset <= 2 * w)  # (block, block + 2w)
-    if G:
-        slots = slot_valid[:, None, None, :].expand(B, 1, block, G)
     minimum = mask_value(torch.float32)
+    if G:
+        slot_masked = ~slot_valid[:, None, None, :]                                   # B 1 1 G
 
     contexts, probs = [], []
     for start in range(0, n_blocks * block, block):
-        q_blk = q[:, :, start:start + block]                      # B nh b hd
-        k_blk = k[:, :, start:start + block + 2 * w]              # B nh b+2w hd (a view)
+        q_blk = q[:, :, start:start + block]                                         # B nh b hd
+        k_blk = k[:, :, start:start + block + 2 * w]                                 # B nh b+2w hd (a view)
         v_blk = v[:, :, start:start + block + 2 * w]
-        allowed = in_band & key_valid[:, None, None, start:start + block + 2 * w]  # B 1 b b+2w
+        allowed = in_band & key_valid[:, None, None, start:start + block + 2 * w]    # B 1 b b+2w
+        # Softmax over [global slots | band] without concatenating them: exponentiate both against the joint
+        # row maximum (in float32), and divide the *context* by the row sum instead of every probability.
+        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).float().masked_fill_(~allowed, minimum)
+        # The shift cancels out of the softmax (and of its gradient): no need to differentiate through it.
+        row_max = scores.detach().amax(dim=-1, keepdim=True)
         if G:
-            k_blk = torch.cat([global_k, k_blk], dim=2)
-            v_blk = torch.cat([global_v, v_blk], dim=2)
-            allowed = torch.cat([slots, allowed], dim=-1)
-        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).float()   # B nh b G+b+2w
-        scores = scores.masked_fill_(~allowed, minimum)
-        p = torch.softmax(scores, dim=-1).to(q.dtype)  # float32 softmax, as the reference does
-        p = F.dropout(p, dropout, training)
-        contexts.append(torch.matmul(p, v_blk))                  # B nh b hd
+            global_scores = torch.matmul(q_blk, global_k.transpose(-1, -2)).float().masked_fill_(slot_masked,
+                                                                                                minimum)
+            row_max = torch.maximum(row_max, global_scores.detach().amax(dim=-1, keepdim=True))
+            global_e = torch.exp(global_scores - row_max)
+        e = scores.sub_(row_max).exp_()
+        row_sum = e.sum(dim=-1, keepdim=True)
+        if G:
+            row_sum = row_sum + global_e.sum(dim=-1, keepdim=True)
+        e = F.dropout(e, dropout, training).to(q.dtype)
+        context = torch.matmul(e, v_blk)                                             # B nh b hd
+        if G:
+            global_e = F.dropout(global_e, dropout, training).to(q.dtype)
+            context = context + torch.matmul(global_e, global_v)
+        contexts.append(context / row_sum.to(q.dtype))
         if return_probs:
-            probs.append(_relative_columns(p, G, w))
+            p = e if not G else torch.cat([global_e, e], dim=-1)
+            probs.append(_relative_columns(p / row_sum.to(q.dtype), G, w))
     context = torch.cat(contexts, dim=2)[:, :, :N]
     if not return_probs:
         return context, None

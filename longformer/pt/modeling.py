@@ -152,7 +152,12 @@ class LongformerLayer(nn.Module):
 
     def forward(self, h, mask, output_attentions=False):
         a, probs, global_probs = self.attention(h, mask, output_attentions)
-        return self.output(self.intermediate(a), a), probs, global_probs
+        # The feed-forward network is row-wise: run it on slices of the sequence so that its (N, 4H) activations
+        # never exist whole (less memory, and temporaries small enough for the allocator to reuse).
+        rows = semantics.feed_forward_chunk(a.shape[1])
+        out = torch.cat([self.output(self.intermediate(a[:, i:i + rows]), a[:, i:i + rows])
+                         for i in range(0, a.shape[1], rows)], dim=1)
+        return out, probs, global_probs
 
 
 class LongformerEncoder(nn.Module):

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny configs, tiny tokenizers and Hugging Face oracle checkpoints, all built locally."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+HEADS = ("LongformerModel", "LongformerForMaskedLM", "LongformerForSequenceClassification",
+         "LongformerForMultipleChoice", "LongformerForTokenClassification", "LongformerForQuestionAnswering")
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64, type_vocab_size=3, attention_window=4, num_labels=3,
+            layer_norm_eps=1e-5)
+
+
+def tiny_kwargs(**overrides):
+    kwargs = dict(TINY)
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    """A byte-level BPE vocabulary trained in milliseconds, with RoBERTa's special tokens at ids 0-4."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    corpus = ["The quick brown fox jumps over the lazy dog.", "Longformer reads long documents, doesn't it?",
+              "Hello world! Question answering needs a question and a context.",
+              "Numbers 12345 and symbols #$%&* appear too; café naïve 東京."] * 20
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(corpus, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder = tmp_path_factory.mktemp("tokenizer")
+    tok.save_model(str(folder))
+    return folder
+
+
+def randomize_(model, seed: int = 0):
+    """Give every parameter (biases and LayerNorms included) random values so parity tests see all of them."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight") or name.endswith("layer_norm.weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def hf_model(cls_name: str, seed: int = 0, **config_overrides):
+    import transformers
+
+    if cls_name == "LongformerForQuestionAnswering":
+        config_overrides.setdefault("num_labels", 2)  # start and end logits
+    config = transformers.LongformerConfig(**tiny_kwargs(**config_overrides))
+    return randomize_(getattr(transformers, cls_name)(config), seed).eval()
+
+
+@pytest.fixture
+def hf_checkpoint(tmp_path):
+    """Factory: save a randomised Hugging Face model of class `cls_name`; returns (folder, hf_model)."""
+
+    def make(cls_name: str, seed: int = 0, **config_overrides):
+        model = hf_model(cls_name, seed, **config_overrides)
+        folder = tmp_path / f"{cls_name}-{seed}"
+        model.save_pretrained(folder)
+        return folder, model
+
+    return make
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)

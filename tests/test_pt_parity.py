@@ -1,0 +1,135 @@
+"""longformer.pt against Hugging Face transformers (the oracle) on the same checkpoints: every output field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from cases import CASES, make_inputs  # noqa: E402
+from conftest import HEADS  # noqa: E402
+
+import longformer.pt as lpt  # noqa: E402
+
+ATOL = 1e-5
+
+
+def to_torch(inputs):
+    return {k: torch.as_tensor(v) for k, v in inputs.items()}
+
+
+def assert_outputs_close(ours, ref, atol=ATOL, where=""):
+    """Every field Hugging Face returns must be returned by us, with the same shape, within `atol`."""
+    ref_fields = {k: v for k, v in ref.items() if v is not None}
+    assert set(ours.keys()) == set(ref_fields), f"{where}: fields {sorted(ours.keys())} vs {sorted(ref_fields)}"
+    for key, r in ref_fields.items():
+        o = ours[key]
+        pairs = list(zip(o, r, strict=True)) if isinstance(r, tuple) else [(o, r)]
+        for i, (a, b) in enumerate(pairs):
+            assert tuple(a.shape) == tuple(b.shape), f"{where} {key}[{i}]: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+            diff = (a.detach().double() - b.detach().double()).abs().max().item() if a.numel() else 0.0
+            assert diff <= atol, f"{where} {key}[{i}]: max |diff| {diff:.3g} > {atol}"
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("windows", [4, [4, 8]], ids=["w4", "w4-8"])
+def test_forward_matches_hugging_face(hf_checkpoint, head, case, windows):
+    folder, ref_model = hf_checkpoint(head, attention_window=windows)
+    model = getattr(lpt, head).from_pretrained(folder)
+    assert not model.training
+    inputs = to_torch(make_inputs(case, head))
+    kwargs = dict(output_attentions=True, output_hidden_states=True)
+    with torch.no_grad():
+        ref = ref_model(**inputs, **kwargs)
+        ours = model(**inputs, **kwargs)
+    assert_outputs_close(ours, ref, where=f"{head}/{case}")
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_tuple_outputs_match_hugging_face(hf_checkpoint, head):
+    folder, ref_model = hf_checkpoint(head)
+    model = getattr(lpt, head).from_pretrained(folder)
+    inputs = to_torch(make_inputs("padded_globals", head))
+    with torch.no_grad():
+        ref = ref_model(**inputs, output_attentions=True, return_dict=False)
+        ours = model(**inputs, output_attentions=True, return_dict=False)
+    assert isinstance(ours, tuple) and len(ours) == len(ref)
+    for i, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        if isinstance(b, tuple):
+            assert all((x - y).abs().max() <= ATOL for x, y in zip(a, b, strict=True)), i
+        elif b is None:
+            assert a is None
+        else:
+            assert (a - b).abs().max() <= ATOL, i
+
+
+def test_base_model_without_pooler_keeps_pooler_slot():
+    config = lpt.LongformerModel  # noqa: F841 - the class is what we test
+    from longformer import LongformerConfig
+    from conftest import tiny_kwargs
+
+    model = lpt.LongformerModel(LongformerConfig(**tiny_kwargs()), add_pooling_layer=False).eval()
+    out = model(torch.randint(5, 99, (1, 5)), return_dict=False)
+    assert out[1] is None and len(out) == 2
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_gradients_match_hugging_face(hf_checkpoint, head):
+    """Gradients of every parameter, dropout off, through the global and local paths."""
+    folder, ref_model = hf_checkpoint(head, attention_window=[4, 8], hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0)
+    model = getattr(lpt, head).from_pretrained(folder)
+    inputs = to_torch(make_inputs("padded_globals", head))
+    for m in (model, ref_model):
+        m.train()
+        m.zero_grad()
+    out, ref = model(**inputs), ref_model(**inputs)
+    if head == "LongformerModel":
+        (out.last_hidden_state.square().sum() + out.pooler_output.sum()).backward()
+        (ref.last_hidden_state.square().sum() + ref.pooler_output.sum()).backward()
+    else:
+        out.loss.backward()
+        ref.loss.backward()
+    ref_grads = dict(ref_model.named_parameters())
+    # Relative to each parameter's gradient; gradients that are zero in exact arithmetic (key.bias: a constant
+    # shift of a softmax row) are compared against a hundredth of the largest gradient instead.
+    overall = max(p.grad.abs().max().item() for p in ref_model.parameters() if p.grad is not None)
+    checked = 0
+    for name, p in model.named_parameters():
+        r = ref_grads[name].grad
+        if r is None:
+            assert p.grad is None or p.grad.abs().max() == 0, name
+            continue
+        scale = max(r.abs().max().item(), 1e-2 * overall)
+        diff = (p.grad - r).abs().max().item()
+        assert diff <= 1e-4 * scale, f"{name}: max |diff| {diff:.3g} (relative {diff / scale:.3g})"
+        checked += 1
+    assert checked >= 40
+
+
+@pytest.mark.parametrize("head", ["LongformerForMaskedLM", "LongformerForSequenceClassification"])
+def test_saved_checkpoint_loads_in_hugging_face(hf_checkpoint, tmp_path, head):
+    folder, ref_model = hf_checkpoint(head)
+    model = getattr(lpt, head).from_pretrained(folder)
+    model.save_pretrained(tmp_path / "ours")
+    reloaded = getattr(transformers, head).from_pretrained(tmp_path / "ours").eval()
+    inputs = to_torch(make_inputs("padded_globals", head))
+    with torch.no_grad():
+        a = reloaded(**inputs, output_attentions=True, output_hidden_states=True)
+        b = model(**inputs, output_attentions=True, output_hidden_states=True)
+    assert_outputs_close(b, a, where=head)
+
+
+def test_regression_and_multilabel_losses(hf_checkpoint):
+    for num_labels, labels in ((1, np.array([0.5, -1.0], dtype=np.float32)),
+                               (3, np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32))):
+        folder, ref_model = hf_checkpoint("LongformerForSequenceClassification", num_labels=num_labels)
+        model = lpt.LongformerForSequenceClassification.from_pretrained(folder)
+        ids = torch.randint(5, 99, (2, 9))
+        with torch.no_grad():
+            a = model(ids, labels=torch.as_tensor(labels)).loss
+            b = ref_model(ids, labels=torch.as_tensor(labels)).loss
+        assert abs(a.item() - b.item()) <= ATOL
