@@ -26,6 +26,11 @@ def mask_value(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
+def softmax_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax runs in at least float32 (fp16/bf16 scores are widened, float64 stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def global_slots(is_global: torch.Tensor, num_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions of each row's global tokens, in order, in `num_slots` slots.
 
@@ -71,7 +76,8 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     rows = torch.arange(block, device=q.device)
     offset = torch.arange(block + 2 * w, device=q.device)[None, :] - rows[:, None]
     in_band = (offset >= 0) & (offset <= 2 * w)  # (block, block + 2w)
-    minimum = mask_value(torch.float32)
+    acc = softmax_dtype(q.dtype)
+    minimum = mask_value(acc)
     if G:
         slot_masked = ~slot_valid[:, None, None, :]                                   # B 1 1 G
 
@@ -83,12 +89,11 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         allowed = in_band & key_valid[:, None, None, start:start + block + 2 * w]    # B 1 b b+2w
         # Softmax over [global slots | band] without concatenating them: exponentiate both against the joint
         # row maximum (in float32), and divide the *context* by the row sum instead of every probability.
-        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).float().masked_fill_(~allowed, minimum)
+        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).to(acc).masked_fill_(~allowed, minimum)
         # The shift cancels out of the softmax (and of its gradient): no need to differentiate through it.
         row_max = scores.detach().amax(dim=-1, keepdim=True)
         if G:
-            global_scores = torch.matmul(q_blk, global_k.transpose(-1, -2)).float().masked_fill_(slot_masked,
-                                                                                                minimum)
+            global_scores = torch.matmul(q_blk, global_k.transpose(-1, -2)).to(acc).masked_fill_(slot_masked, minimum)
             row_max = torch.maximum(row_max, global_scores.detach().amax(dim=-1, keepdim=True))
             global_e = torch.exp(global_scores - row_max)
         e = scores.sub_(row_max).exp_()
@@ -147,7 +152,8 @@ def global_rows(h: torch.Tensor, slot_position: torch.Tensor, slot_valid: torch.
         scores = torch.einsum("bgnd,bjnd->bngj", q, k)
     allowed = slot_valid[:, None, :, None] & key_valid[:, None, None, :]             # B 1 G N
     # Filler slots have no allowed key: every score is the minimum and the row comes out uniform.
-    scores = scores.float().masked_fill(~allowed, mask_value(torch.float32))
+    acc = softmax_dtype(h.dtype)
+    scores = scores.to(acc).masked_fill(~allowed, mask_value(acc))
     p = torch.softmax(scores, dim=-1).to(h.dtype)
     p = F.dropout(p, dropout, training)
     if reassociate:

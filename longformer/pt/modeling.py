@@ -60,6 +60,7 @@ class LongformerSelfAttention(nn.Module):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout = config.attention_probs_dropout_prob
+        self.query_block: int | None = None  # query rows per band step; None = semantics.query_block_size
         self.query = nn.Linear(H, H)
         self.key = nn.Linear(H, H)
         self.value = nn.Linear(H, H)
@@ -81,7 +82,7 @@ class LongformerSelfAttention(nn.Module):
             global_k = torch.gather(k, 2, index)
             global_v = torch.gather(v, 2, index)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, semantics.query_block_size(N), global_k=global_k, global_v=global_v,
+            q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block or 128), global_k=global_k, global_v=global_v,
             slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
             return_probs=output_attentions)
         out = context.transpose(1, 2).reshape(B, N, H)

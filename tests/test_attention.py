@@ -1,0 +1,76 @@
+"""Property test: our blocked band + global attention equals the plain dense-masked NumPy rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from longformer import LongformerConfig, reference  # noqa: E402
+from longformer.pt.modeling import LongformerModel, LongformerSelfAttention  # noqa: E402
+
+
+@st.composite
+def problems(draw):
+    nh = draw(st.sampled_from([1, 2, 4]))
+    hd = draw(st.sampled_from([2, 4]))
+    window = 2 * draw(st.integers(1, 6))
+    B = draw(st.integers(1, 3))
+    n = draw(st.integers(1, 24))
+    block = draw(st.integers(1, 16))
+    seed = draw(st.integers(0, 2**31 - 1))
+    r = np.random.default_rng(seed)
+    mask = np.ones((B, n), dtype=np.int64)
+    for b in range(B):
+        mask[b, draw(st.integers(1, n)):] = 0  # right padding (at least one real token)
+        hole = draw(st.integers(0, n - 1))
+        if draw(st.booleans()) and hole > 0:
+            mask[b, hole] = 0  # padding in the middle too
+        p_global = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+        mask[b] = np.where((mask[b] == 1) & (r.random(n) < p_global), 2, mask[b])
+    return nh, hd, window, block, mask, seed
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems())
+def test_attention_matches_dense_reference(problem):
+    nh, hd, window, block, mask, seed = problem
+    H = nh * hd
+    config = LongformerConfig(hidden_size=H, num_attention_heads=nh, num_hidden_layers=1, attention_window=window,
+                              intermediate_size=4, vocab_size=10, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    layer = LongformerSelfAttention(config, 0).eval()
+    layer.query_block = block
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    B, N = mask.shape
+    h = torch.randn(B, N, H, dtype=torch.float64)
+    layer.double()
+    masks = LongformerModel._attention_masks(torch.as_tensor(mask))
+    with torch.no_grad():
+        out, probs, global_probs = layer(h, masks, output_attentions=True)
+        proj = {name: getattr(layer, name)(h).view(B, N, nh, hd).numpy()
+                for name in ("query", "key", "value", "query_global", "key_global", "value_global")}
+    scale = 1 / np.sqrt(hd)
+    ref_out, ref_local, ref_global = reference.attention(
+        proj["query"] * scale, proj["key"], proj["value"], proj["query_global"] * scale, proj["key_global"],
+        proj["value_global"], mask, window // 2)
+    x, G = masks["num_global"], masks["num_slots"]
+    np.testing.assert_allclose(out.numpy(), ref_out.reshape(B, N, H), atol=1e-10)
+    local = torch.cat([probs[..., :x], probs[..., G:]], dim=-1).numpy()
+    np.testing.assert_allclose(local, ref_local, atol=1e-12)
+    if x:
+        np.testing.assert_allclose(global_probs[:, :, :x].numpy(), ref_global, atol=1e-12)
+    else:
+        assert global_probs is None
+
+
+def test_global_slots_are_static_powers_of_two():
+    from longformer.semantics import num_global_slots
+
+    assert [num_global_slots(x, 100) for x in (0, 1, 2, 3, 5, 9)] == [0, 1, 2, 4, 8, 16]
+    assert num_global_slots(7, 6) == 6  # never more slots than positions

@@ -1,0 +1,86 @@
+"""LongformerConfig: Hugging Face config.json in and out, validation, per-layer windows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from longformer import LongformerConfig
+
+ALLENAI_BASE = {  # allenai/longformer-base-4096's config.json, legacy keys included
+    "attention_mode": "longformer", "attention_probs_dropout_prob": 0.1, "attention_window": [512] * 12,
+    "bos_token_id": 0, "eos_token_id": 2, "gradient_checkpointing": False, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "hidden_size": 768, "ignore_attention_mask": False, "initializer_range": 0.02,
+    "intermediate_size": 3072, "layer_norm_eps": 1e-05, "max_position_embeddings": 4098,
+    "model_type": "longformer", "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 1,
+    "sep_token_id": 2, "type_vocab_size": 1, "vocab_size": 50265,
+}
+
+
+def test_defaults_are_hugging_face_defaults():
+    c = LongformerConfig()
+    assert (c.vocab_size, c.max_position_embeddings, c.type_vocab_size, c.layer_norm_eps) == (30522, 512, 2, 1e-12)
+    assert c.attention_window == 512 and c.attention_windows == (512,) * 12
+    assert c.num_labels == 2 and c.return_dict is True
+
+
+def test_round_trip_keeps_unknown_keys(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(ALLENAI_BASE))
+    c = LongformerConfig.from_pretrained(tmp_path)
+    assert c.extra["attention_mode"] == "longformer" and c.extra["gradient_checkpointing"] is False
+    c.save_pretrained(tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    for key, value in ALLENAI_BASE.items():
+        assert saved[key] == value, key
+    assert LongformerConfig.from_pretrained(tmp_path / "out") == c
+
+
+def test_hugging_face_reads_our_config(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    LongformerConfig(**ALLENAI_BASE, num_labels=5).save_pretrained(tmp_path)
+    hf = transformers.LongformerConfig.from_pretrained(tmp_path)
+    assert hf.num_labels == 5 and hf.attention_window == [512] * 12 and hf.max_position_embeddings == 4098
+    hf.save_pretrained(tmp_path / "hf")
+    ours = LongformerConfig.from_pretrained(tmp_path / "hf")
+    assert ours.num_labels == 5 and ours.attention_windows == (512,) * 12
+
+
+def test_window_list_is_copied_not_mutated():
+    windows = [4, 8]
+    c = LongformerConfig(num_hidden_layers=2, attention_window=windows)
+    assert c.attention_windows == (4, 8) and c.max_attention_window == 8
+    c.attention_window[0] = 6
+    assert windows == [4, 8]
+    c2 = LongformerConfig(num_hidden_layers=3, attention_window=6)
+    assert c2.attention_window == 6 and c2.attention_windows == (6, 6, 6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(attention_window=5), "even"),
+    (dict(attention_window=0), "even, positive"),
+    (dict(attention_window=-4), "even, positive"),
+    (dict(num_hidden_layers=2, attention_window=[4, 4, 4]), "3 entries"),
+    (dict(num_hidden_layers=2, attention_window=[4, 3]), "layer 1"),
+    (dict(hidden_size=30, num_attention_heads=4), "not a multiple"),
+    (dict(hidden_act="relu"), "hidden_act"),
+    (dict(vocab_size=0), "vocab_size"),
+])
+def test_invalid_configs_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LongformerConfig(**kwargs)
+
+
+def test_foreign_config_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="not a Longformer"):
+        LongformerConfig.from_pretrained(tmp_path)
+
+
+def test_num_labels_and_id2label():
+    c = LongformerConfig(num_labels=4)
+    assert c.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2", 3: "LABEL_3"}
+    c2 = LongformerConfig.from_dict(c.to_dict())
+    assert c2.num_labels == 4 and c2.label2id["LABEL_3"] == 3
+    with pytest.raises(ValueError, match="disagrees"):
+        LongformerConfig(num_labels=3, id2label={0: "a"})

@@ -1,0 +1,129 @@
+"""LongformerTokenizer against Hugging Face's LongformerTokenizerFast on the same files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from longformer import LongformerTokenizer
+
+transformers = pytest.importorskip("transformers")
+
+TEXTS = ["Hello world!", "The quick brown fox jumps over the lazy dog.", "  leading spaces and\ttabs\nnewlines",
+         "A, <mask> sentence.", "Longformer reads long documents, doesn't it?", "café naïve 東京 #$%&*", "x" * 50,
+         "", "<mask>"]
+PAIRS = [("Who jumps?", "The quick brown fox jumps over the lazy dog."), ("Numbers?", "12345 and 678")]
+
+
+def hf_tokenizer(folder):
+    """Hugging Face's tokenizer as Longformer checkpoints configure it: `<mask>` strips the space before it
+    (LongformerTokenizer's own default in 4.x, and the Hub checkpoints' tokenizer files)."""
+    from tokenizers import AddedToken
+
+    return transformers.LongformerTokenizerFast.from_pretrained(
+        str(folder), mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True))
+
+
+@pytest.fixture(scope="module")
+def both(tokenizer_dir):
+    return LongformerTokenizer.from_pretrained(tokenizer_dir), hf_tokenizer(tokenizer_dir)
+
+
+def test_special_token_ids(both):
+    ours, hf = both
+    assert (ours.bos_token_id, ours.pad_token_id, ours.eos_token_id, ours.unk_token_id) == (0, 1, 2, 3)
+    assert ours.mask_token_id == hf.mask_token_id == 4
+    assert ours.cls_token_id == hf.cls_token_id and ours.sep_token_id == hf.sep_token_id
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_single_texts_match(both, text):
+    ours, hf = both
+    a, b = ours(text, return_offsets_mapping=True), hf(text, return_offsets_mapping=True)
+    assert a["input_ids"] == b["input_ids"]
+    assert a["attention_mask"] == b["attention_mask"]
+    assert [tuple(o) for o in a["offset_mapping"]] == [tuple(o) for o in b["offset_mapping"]]
+    assert ours.decode(a["input_ids"]) == hf.decode(b["input_ids"])
+    assert ours.decode(a["input_ids"], skip_special_tokens=True) == hf.decode(b["input_ids"],
+                                                                                skip_special_tokens=True)
+
+
+def test_mask_swallows_the_space_before_it(both):
+    ours, _ = both
+    ids = ours("A, <mask> sentence.")["input_ids"]
+    assert ours.mask_token_id in ids
+    assert ids == ours("A,<mask> sentence.")["input_ids"]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_pairs_match(both, pair):
+    ours, hf = both
+    a, b = ours(*pair), hf(*pair)
+    assert a["input_ids"] == b["input_ids"]
+    ids = a["input_ids"]
+    assert ids[0] == 0 and ids.count(2) == 3 and ids[ids.index(2) + 1] == 2 and ids[-1] == 2
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(padding=True), dict(padding="max_length", max_length=40), dict(truncation=True, max_length=8),
+    dict(padding=True, truncation=True, max_length=10), dict(padding=True, pad_to_multiple_of=8),
+    dict(truncation="only_second", max_length=12, padding=True),
+])
+def test_batches_with_padding_and_truncation_match(both, kwargs):
+    ours, hf = both
+    questions = [q for q, _ in PAIRS]
+    contexts = [c for _, c in PAIRS]
+    if kwargs.get("truncation") == "only_second":
+        a, b = ours(questions, contexts, **kwargs), hf(questions, contexts, **kwargs)
+    else:
+        a, b = ours(TEXTS[:5], **kwargs), hf(TEXTS[:5], **kwargs)
+    assert a["input_ids"] == b["input_ids"]
+    assert a["attention_mask"] == b["attention_mask"]
+
+
+@pytest.mark.parametrize("return_tensors", ["np", "pt"])
+def test_return_tensors(both, return_tensors):
+    ours, hf = both
+    a = ours(TEXTS[:3], padding=True, return_tensors=return_tensors)
+    b = hf(TEXTS[:3], padding=True, return_tensors="np")
+    np.testing.assert_array_equal(np.asarray(a["input_ids"]), b["input_ids"])
+    assert a.input_ids.shape == b["input_ids"].shape
+    if return_tensors == "pt":
+        import torch
+
+        assert isinstance(a["input_ids"], torch.Tensor)
+
+
+def test_unpadded_batch_refuses_tensors(both):
+    ours, _ = both
+    with pytest.raises(ValueError, match="padding=True"):
+        ours(["a", "a longer text"], return_tensors="np")
+
+
+def test_batch_decode_and_vocab_files(both, tmp_path):
+    ours, hf = both
+    ids = ours(TEXTS[:4], padding=True)["input_ids"]
+    assert ours.batch_decode(ids, skip_special_tokens=True) == hf.batch_decode(ids, skip_special_tokens=True)
+    ours.save_pretrained(tmp_path)
+    again = LongformerTokenizer.from_pretrained(tmp_path)  # from tokenizer.json
+    assert again(TEXTS[1])["input_ids"] == ours(TEXTS[1])["input_ids"]
+    hf_again = transformers.LongformerTokenizerFast.from_pretrained(str(tmp_path))  # our files carry the lstrip
+    assert hf_again(TEXTS[3])["input_ids"] == ours(TEXTS[3])["input_ids"]
+
+
+def test_global_attention_helpers(both):
+    ours, _ = both
+    enc = ours(["Who jumps?", "Why?"], ["The fox jumps.", "Because."], padding=True, return_tensors="np")
+    qa = ours.global_attention_mask_for_question_answering(enc["input_ids"])
+    first_sep = (enc["input_ids"] == ours.sep_token_id).argmax(1)
+    for row, sep in zip(qa, first_sep, strict=True):
+        assert row[:sep].all() and not row[sep:].any()
+    cls = ours.global_attention_mask_for_classification(enc["input_ids"])
+    assert cls[:, 0].all() and cls.sum() == len(cls)
+    with pytest.raises(ValueError, match="no </s>"):
+        ours.global_attention_mask_for_question_answering(np.array([[0, 5, 6]]))
+
+
+def test_missing_files_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        LongformerTokenizer.from_pretrained(tmp_path)
