@@ -48,12 +48,12 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, **hub_kwargs: A
 
     try:
         return hf_hub_download(path, filename, **kwargs)
-    except EntryNotFoundError as e:
-        raise FileNotFoundError(f"The Hub repository {path} has no {filename}.") from e
-    except LocalEntryNotFoundError as e:
+    except LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError in some versions: test it first)
         raise FileNotFoundError(
             f"{filename} of {path} is not in the local Hugging Face cache and the Hub cannot be reached "
             "(offline, or local_files_only=True). Download it once with network access.") from e
+    except EntryNotFoundError as e:
+        raise FileNotFoundError(f"The Hub repository {path} has no {filename}.") from e
     except RepositoryNotFoundError as e:
         raise FileNotFoundError(f"No Hub repository {path} (or it is private: pass token=).") from e
 

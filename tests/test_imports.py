@@ -1,0 +1,25 @@
+"""`import longformer` imports no framework; a missing framework names the extra to install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_core_imports_no_framework():
+    result = run("import sys, longformer, longformer.reference, converters, longformer.hub\n"
+                 "longformer.LongformerConfig(); "
+                 "bad = [m for m in ('torch', 'tensorflow', 'jax', 'flax', 'keras', 'transformers') "
+                 "if m in sys.modules]\n"
+                 "assert not bad, bad")
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_torch_names_the_extra():
+    result = run("import sys\nsys.modules['torch'] = None\nimport longformer.pt")
+    assert result.returncode != 0
+    assert "pip install 'longformer[torch]'" in result.stderr
