@@ -134,6 +134,9 @@ def atomic_path(final_path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, final_path)
     finally:
         if os.path.exists(tmp):

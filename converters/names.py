@@ -88,3 +88,60 @@ def match_names(expected: Mapping[str, tuple], available: Mapping[str, tuple], *
         raise CheckpointError(f"{source} lacks {len(essential)} tensors of the Longformer encoder, e.g. "
                               f"{essential[:5]}. It is incomplete or not a Longformer checkpoint.")
     return report
+
+
+# ---------------------------------------------------------------------------------------------- the canonical table
+# One row per tensor of a layer-free model: canonical name -> shape in terms of the config.
+def canonical_shapes(config, head: str = "LongformerModel") -> dict[str, tuple[int, ...]]:
+    """Every tensor a Hugging Face checkpoint of `head` holds (tied aliases excluded), with its shape."""
+    H, I, V = config.hidden_size, config.intermediate_size, config.vocab_size
+    base = {"embeddings.word_embeddings.weight": (V, H),
+            "embeddings.position_embeddings.weight": (config.max_position_embeddings, H),
+            "embeddings.token_type_embeddings.weight": (config.type_vocab_size, H),
+            "embeddings.LayerNorm.weight": (H,), "embeddings.LayerNorm.bias": (H,)}
+    for i in range(config.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
+            base[p + f"attention.self.{name}.weight"] = (H, H)
+            base[p + f"attention.self.{name}.bias"] = (H,)
+        base.update({p + "attention.output.dense.weight": (H, H), p + "attention.output.dense.bias": (H,),
+                     p + "attention.output.LayerNorm.weight": (H,), p + "attention.output.LayerNorm.bias": (H,),
+                     p + "intermediate.dense.weight": (I, H), p + "intermediate.dense.bias": (I,),
+                     p + "output.dense.weight": (H, I), p + "output.dense.bias": (H,),
+                     p + "output.LayerNorm.weight": (H,), p + "output.LayerNorm.bias": (H,)})
+    pooler = {"pooler.dense.weight": (H, H), "pooler.dense.bias": (H,)}
+    if head == "LongformerModel":
+        return {**base, **pooler}
+    out = {BASE_PREFIX + k: v for k, v in base.items()}
+    C = config.num_labels
+    heads = {
+        "LongformerForMaskedLM": {"lm_head.dense.weight": (H, H), "lm_head.dense.bias": (H,),
+                                  "lm_head.layer_norm.weight": (H,), "lm_head.layer_norm.bias": (H,),
+                                  "lm_head.bias": (V,)},
+        "LongformerForSequenceClassification": {"classifier.dense.weight": (H, H), "classifier.dense.bias": (H,),
+                                                "classifier.out_proj.weight": (C, H), "classifier.out_proj.bias": (C,)},
+        "LongformerForMultipleChoice": {**{BASE_PREFIX + k: v for k, v in pooler.items()},
+                                        "classifier.weight": (1, H), "classifier.bias": (1,)},
+        "LongformerForTokenClassification": {"classifier.weight": (C, H), "classifier.bias": (C,)},
+        "LongformerForQuestionAnswering": {"qa_outputs.weight": (C, H), "qa_outputs.bias": (C,)},
+    }
+    if head not in heads:
+        raise ValueError(f"Unknown model class {head!r}; expected LongformerModel or one of {sorted(heads)}.")
+    if head == "LongformerForMaskedLM" and not config.tie_word_embeddings:
+        out["lm_head.decoder.weight"] = (V, H)
+    return {**out, **heads[head]}
+
+
+def guess_head(names: Iterable[str]) -> str:
+    """The model class a checkpoint was saved from, judged by its head tensors."""
+    names = set(names)
+    if any(n.startswith("lm_head.") for n in names):
+        return "LongformerForMaskedLM"
+    if "qa_outputs.weight" in names:
+        return "LongformerForQuestionAnswering"
+    if "classifier.out_proj.weight" in names:
+        return "LongformerForSequenceClassification"
+    if "classifier.weight" in names:
+        return ("LongformerForMultipleChoice" if any(n.startswith(BASE_PREFIX + "pooler.") for n in names)
+                else "LongformerForTokenClassification")
+    return "LongformerModel"

@@ -67,9 +67,9 @@ def test_tuple_outputs_match_hugging_face(hf_checkpoint, head):
 
 
 def test_base_model_without_pooler_keeps_pooler_slot():
-    config = lpt.LongformerModel  # noqa: F841 - the class is what we test
-    from longformer import LongformerConfig
     from conftest import tiny_kwargs
+
+    from longformer import LongformerConfig
 
     model = lpt.LongformerModel(LongformerConfig(**tiny_kwargs()), add_pooling_layer=False).eval()
     out = model(torch.randint(5, 99, (1, 5)), return_dict=False)
