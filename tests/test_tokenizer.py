@@ -84,6 +84,8 @@ def test_batches_with_padding_and_truncation_match(both, kwargs):
 @pytest.mark.parametrize("return_tensors", ["np", "pt"])
 def test_return_tensors(both, return_tensors):
     ours, hf = both
+    if return_tensors == "pt":
+        pytest.importorskip("torch")
     a = ours(TEXTS[:3], padding=True, return_tensors=return_tensors)
     b = hf(TEXTS[:3], padding=True, return_tensors="np")
     np.testing.assert_array_equal(np.asarray(a["input_ids"]), b["input_ids"])
@@ -127,3 +129,15 @@ def test_global_attention_helpers(both):
 def test_missing_files_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         LongformerTokenizer.from_pretrained(tmp_path)
+
+
+def test_tensors_of_a_missing_framework_name_the_extra(tokenizer_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from longformer import LongformerTokenizer\n"
+            f"tok = LongformerTokenizer.from_pretrained({str(tokenizer_dir)!r})\n"
+            "tok('hi', return_tensors='pt')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "pip install 'longformer[torch]'" in result.stderr

@@ -62,6 +62,9 @@ def load_canonical_state(model: torch.nn.Module, state: dict[str, torch.Tensor],
     report = match_names(expected, {k: tuple(v.shape) for k, v in state.items()},
                          model_has_prefix=model.base_model_prefix in dict(model.named_children()),
                          tied=tied, source=source)
+    if not any(".pooler." in k or k.startswith("pooler.") for k in expected):
+        # Heads without a pooler ignore a checkpoint's pooler silently, as Hugging Face does.
+        report.unexpected_keys = [k for k in report.unexpected_keys if "pooler." not in k]
     with torch.no_grad():
         for model_key, ckpt_key in report.mapping.items():
             params[model_key].copy_(state[ckpt_key])
