@@ -77,9 +77,9 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     offset = torch.arange(block + 2 * w, device=q.device)[None, :] - rows[:, None]
     in_band = (offset >= 0) & (offset <= 2 * w)  # (block, block + 2w)
     acc = softmax_dtype(q.dtype)
-    minimum = mask_value(acc)
     if G:
-        slot_masked = ~slot_valid[:, None, None, :]                                   # B 1 1 G
+        global_k, global_v = global_k.to(q.dtype), global_v.to(q.dtype)
+        slot_bias = _additive_bias(slot_valid, acc)[:, None, None, :].expand(B, 1, block, G)
 
     contexts, probs = [], []
     for start in range(0, n_blocks * block, block):
@@ -87,32 +87,27 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         k_blk = k[:, :, start:start + block + 2 * w]                                 # B nh b+2w hd (a view)
         v_blk = v[:, :, start:start + block + 2 * w]
         allowed = in_band & key_valid[:, None, None, start:start + block + 2 * w]    # B 1 b b+2w
-        # Softmax over [global slots | band] without concatenating them: exponentiate both against the joint
-        # row maximum (in float32), and divide the *context* by the row sum instead of every probability.
-        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).to(acc).masked_fill_(~allowed, minimum)
-        # The shift cancels out of the softmax (and of its gradient): no need to differentiate through it.
-        row_max = scores.detach().amax(dim=-1, keepdim=True)
-        if G:
-            global_scores = torch.matmul(q_blk, global_k.transpose(-1, -2)).to(acc).masked_fill_(slot_masked, minimum)
-            row_max = torch.maximum(row_max, global_scores.detach().amax(dim=-1, keepdim=True))
-            global_e = torch.exp(global_scores - row_max)
-        e = scores.sub_(row_max).exp_()
-        row_sum = e.sum(dim=-1, keepdim=True)
-        if G:
-            row_sum = row_sum + global_e.sum(dim=-1, keepdim=True)
-        e = F.dropout(e, dropout, training).to(q.dtype)
-        context = torch.matmul(e, v_blk)                                             # B nh b hd
-        if G:
-            global_e = F.dropout(global_e, dropout, training).to(q.dtype)
-            context = context + torch.matmul(global_e, global_v)
-        contexts.append(context / row_sum.to(q.dtype))
+        # An additive bias (0 or the dtype minimum) broadcast over heads: much cheaper than masked_fill.
+        bias = _additive_bias(allowed, acc)
+        if G:  # the global slots are extra key columns in front of the band
+            k_blk = torch.cat([global_k, k_blk], dim=2)
+            v_blk = torch.cat([global_v, v_blk], dim=2)
+            bias = torch.cat([slot_bias, bias], dim=-1)
+        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).to(acc).add_(bias)    # B nh b G+b+2w
+        p = torch.softmax(scores, dim=-1).to(q.dtype)  # in at least float32, as the reference does
+        p = F.dropout(p, dropout, training)
+        contexts.append(torch.matmul(p, v_blk))                                     # B nh b hd
         if return_probs:
-            p = e if not G else torch.cat([global_e, e], dim=-1)
-            probs.append(_relative_columns(p / row_sum.to(q.dtype), G, w))
+            probs.append(_relative_columns(p, G, w))
     context = torch.cat(contexts, dim=2)[:, :, :N]
     if not return_probs:
         return context, None
     return context, torch.cat(probs, dim=2)[:, :, :N]
+
+
+def _additive_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where allowed, the dtype minimum elsewhere (a score plus the minimum stays the minimum: probability 0)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, mask_value(dtype))
 
 
 def _relative_columns(p: torch.Tensor, G: int, w: int) -> torch.Tensor:

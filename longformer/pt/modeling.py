@@ -464,11 +464,12 @@ class LongformerClassificationHead(nn.Module):
         return self.out_proj(x)
 
 
-def _first_token_global(input_ids, inputs_embeds) -> torch.Tensor:
+def _first_token_global(input_ids, inputs_embeds, attention_mask) -> torch.Tensor:
+    """Sequence classification: global attention on the first token (`<s>`), unless it is padding."""
     ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
     mask = torch.zeros(ref.shape[:2], dtype=torch.int64, device=ref.device)
     mask[:, 0] = 1
-    return mask
+    return mask if attention_mask is None else mask * (attention_mask != 0)
 
 
 def _sep_based_global(input_ids: torch.Tensor, attention_mask, sep_token_id: int, before_sep: bool) -> torch.Tensor:
@@ -499,8 +500,9 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
                 output_hidden_states=None, return_dict=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         input_ids, inputs_embeds = _as_tensor(input_ids, torch.int64), _as_tensor(inputs_embeds)
+        attention_mask = _as_tensor(attention_mask, torch.int64)
         if global_attention_mask is None and (input_ids is not None or inputs_embeds is not None):
-            global_attention_mask = _first_token_global(input_ids, inputs_embeds)  # global attention on <s>
+            global_attention_mask = _first_token_global(input_ids, inputs_embeds, attention_mask)
         outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
                                   inputs_embeds, output_attentions, output_hidden_states, return_dict=True)
         logits = self.classifier(outputs.last_hidden_state)
