@@ -61,48 +61,70 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
     Returns:
-        context `(B, nh, N, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
+        context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w.
     """
     B, nh, N, hd = q.shape
     G = 0 if global_k is None else global_k.shape[2]
     n_blocks = -(-N // block)
     tail = n_blocks * block - N
+    width = block + 2 * w  # keys a block of queries can see
     # Keys/values padded by w on both sides (plus the query tail): query i sees padded keys i .. i + 2w.
-    q = F.pad(q, (0, 0, 0, tail))
-    k = F.pad(k, (0, 0, w, w + tail))
-    v = F.pad(v, (0, 0, w, w + tail))
+    q = _pad_rows(q, 0, tail).reshape(B * nh, n_blocks, block, hd)
+    k = _pad_rows(k, w, w + tail).reshape(B * nh, -1, hd)
+    v = _pad_rows(v, w, w + tail).reshape(B * nh, -1, hd)
     key_valid = F.pad(key_valid, (w, w + tail), value=False)
-    rows = torch.arange(block, device=q.device)
-    offset = torch.arange(block + 2 * w, device=q.device)[None, :] - rows[:, None]
-    in_band = (offset >= 0) & (offset <= 2 * w)  # (block, block + 2w)
+    offset = torch.arange(width, device=q.device)[None, :] - torch.arange(block, device=q.device)[:, None]
+    in_band = (offset >= 0) & (offset <= 2 * w)                                      # b, b+2w
     acc = softmax_dtype(q.dtype)
     if G:
-        global_k, global_v = global_k.to(q.dtype), global_v.to(q.dtype)
-        slot_bias = _additive_bias(slot_valid, acc)[:, None, None, :].expand(B, 1, block, G)
+        global_k = global_k.to(q.dtype).reshape(B * nh, G, hd)
+        global_v = global_v.to(q.dtype).reshape(B * nh, G, hd)
+        slot_bias = _additive_bias(slot_valid, acc)[:, None, None, :]                  # B 1 1 G
+    # Blocks per step: keep each step's scores near 8 MB, small enough for the allocator to reuse.
+    steps = -(-n_blocks * block * (G + width) * 4 // (8 << 20))
+    per_step = -(-n_blocks // steps)
 
-    contexts, probs = [], []
-    for start in range(0, n_blocks * block, block):
-        q_blk = q[:, :, start:start + block]                                         # B nh b hd
-        k_blk = k[:, :, start:start + block + 2 * w]                                 # B nh b+2w hd (a view)
-        v_blk = v[:, :, start:start + block + 2 * w]
-        allowed = in_band & key_valid[:, None, None, start:start + block + 2 * w]    # B 1 b b+2w
-        # An additive bias (0 or the dtype minimum) broadcast over heads: much cheaper than masked_fill.
-        bias = _additive_bias(allowed, acc)
-        if G:  # the global slots are extra key columns in front of the band
-            k_blk = torch.cat([global_k, k_blk], dim=2)
-            v_blk = torch.cat([global_v, v_blk], dim=2)
-            bias = torch.cat([slot_bias, bias], dim=-1)
-        scores = torch.matmul(q_blk, k_blk.transpose(-1, -2)).to(acc).add_(bias)    # B nh b G+b+2w
-        p = torch.softmax(scores, dim=-1).to(q.dtype)  # in at least float32, as the reference does
-        p = F.dropout(p, dropout, training)
-        contexts.append(torch.matmul(p, v_blk))                                     # B nh b hd
-        if return_probs:
-            probs.append(_relative_columns(p, G, w))
-    context = torch.cat(contexts, dim=2)[:, :, :N]
+    # Each step writes its rows straight into the (B, N, nh, hd) result: no concatenation, no transpose.
+    out = q.new_empty(B, n_blocks * block, nh, hd)
+    probs = []
+    for row in range(B * nh):
+        b_, head = divmod(row, nh)
+        if row % nh == 0:  # the mask of this example, shared by its heads
+            allowed = in_band & key_valid[b_].unfold(0, width, block)[:, None, :]    # nblk b b+2w
+            bias = _additive_bias(allowed, acc)
+        for first in range(0, n_blocks, per_step):
+            count = min(per_step, n_blocks - first)
+            # The keys of block j are padded rows [j*b, j*b + b + 2w): overlapping windows viewed in place
+            # (as_strided), never copied.
+            window = (count, width, hd)
+            strides = (block * hd, hd, 1)
+            k_win = k.as_strided(window, strides, k[row].storage_offset() + first * block * hd)
+            v_win = v.as_strided(window, strides, v[row].storage_offset() + first * block * hd)
+            q_blk = q[row, first:first + count]                                       # blocks b hd
+            scores = torch.matmul(q_blk, k_win.transpose(1, 2)).to(acc).add_(bias[first:first + count])
+            if G:  # the global slots are extra key columns in front of the band
+                global_scores = torch.matmul(q_blk, global_k[row].T).to(acc) + slot_bias[b_]
+                scores = torch.cat([global_scores, scores], dim=-1)
+            p = torch.softmax(scores, dim=-1).to(q.dtype)  # in at least float32, as the reference does
+            p = F.dropout(p, dropout, training)
+            context = torch.matmul(p[..., G:], v_win)                                 # blocks b hd
+            if G:
+                context = context + torch.matmul(p[..., :G], global_v[row])
+            out[b_, first * block:(first + count) * block, head] = context.reshape(count * block, hd)
+            if return_probs:
+                probs.append(_relative_columns(p, G, w))
+    context = out[:, :N]
     if not return_probs:
         return context, None
-    return context, torch.cat(probs, dim=2)[:, :, :N]
+    return context, torch.cat(probs, dim=0).reshape(B, nh, n_blocks * block, -1)[:, :, :N]
+
+
+def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Zero rows before and after along dim 2, in one copy (also makes a transposed view contiguous)."""
+    shape = (*x.shape[:2], 0, x.shape[3])
+    parts = [x.new_zeros(shape[:2] + (before,) + shape[3:]), x, x.new_zeros(shape[:2] + (after,) + shape[3:])]
+    return torch.cat(parts, dim=2)
 
 
 def _additive_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

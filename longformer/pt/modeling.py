@@ -82,10 +82,10 @@ class LongformerSelfAttention(nn.Module):
             global_k = torch.gather(k, 2, index)
             global_v = torch.gather(v, 2, index)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block or 128), global_k=global_k, global_v=global_v,
+            q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block or 64), global_k=global_k, global_v=global_v,
             slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
             return_probs=output_attentions)
-        out = context.transpose(1, 2).reshape(B, N, H)
+        out = context.reshape(B, N, H)
         out = out.masked_fill(mask["padding"][:, :, None], 0.0)  # padding rows attend to nothing
         global_probs = None
         if G:
