@@ -3,8 +3,9 @@
 Written from the semantics (docs/attention.md), not from Hugging Face's chunking code:
 
 - Local rows use a *blocked band*: queries are taken `block` rows at a time and each block is multiplied with the
-  contiguous key slice it can see (`block + W` keys, a view of the padded keys, never an overlapping copy). The
-  band is cut out of each block's scores by a static mask; nothing of size N x N exists.
+  `block + W` keys it can see. Those key windows overlap; they are views of the padded keys (`as_strided`), never
+  copies, so a head's blocks run as a few batched matmuls. The band is cut out by an additive bias (0 or the dtype
+  minimum); nothing of size N x N exists.
 - Global tokens sit in `G` static slots (`global_slots`). Local rows see them as `G` extra key columns (with the
   *local* keys and values of those tokens); global rows are a small dense attention with the `*_global`
   projections (`global_rows`) that overwrites the local result at those rows.
@@ -69,55 +70,61 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     n_blocks = -(-N // block)
     tail = n_blocks * block - N
     width = block + 2 * w  # keys a block of queries can see
+    acc = softmax_dtype(q.dtype)
     # Keys/values padded by w on both sides (plus the query tail): query i sees padded keys i .. i + 2w.
-    q = _pad_rows(q, 0, tail).reshape(B * nh, n_blocks, block, hd)
-    k = _pad_rows(k, w, w + tail).reshape(B * nh, -1, hd)
-    v = _pad_rows(v, w, w + tail).reshape(B * nh, -1, hd)
+    q_blocks = _pad_rows(q, 0, tail).reshape(B * nh, n_blocks, block, hd)
+    k_pad = _pad_rows(k, w, w + tail).reshape(B * nh, -1, hd)
+    v_pad = _pad_rows(v, w, w + tail).reshape(B * nh, -1, hd)
     key_valid = F.pad(key_valid, (w, w + tail), value=False)
     offset = torch.arange(width, device=q.device)[None, :] - torch.arange(block, device=q.device)[:, None]
     in_band = (offset >= 0) & (offset <= 2 * w)                                      # b, b+2w
-    acc = softmax_dtype(q.dtype)
-    if G:
-        global_k = global_k.to(q.dtype).reshape(B * nh, G, hd)
-        global_v = global_v.to(q.dtype).reshape(B * nh, G, hd)
-        slot_bias = _additive_bias(slot_valid, acc)[:, None, None, :]                  # B 1 1 G
     # Blocks per step: keep each step's scores near 8 MB, small enough for the allocator to reuse.
-    steps = -(-n_blocks * block * (G + width) * 4 // (8 << 20))
+    steps = -(-n_blocks * block * width * 4 // (8 << 20))
     per_step = -(-n_blocks // steps)
 
     # Each step writes its rows straight into the (B, N, nh, hd) result: no concatenation, no transpose.
     out = q.new_empty(B, n_blocks * block, nh, hd)
+    band_lse = q.new_empty(B, n_blocks * block, nh, 1, dtype=acc) if G else None
     probs = []
     for row in range(B * nh):
         b_, head = divmod(row, nh)
-        if row % nh == 0:  # the mask of this example, shared by its heads
-            allowed = in_band & key_valid[b_].unfold(0, width, block)[:, None, :]    # nblk b b+2w
-            bias = _additive_bias(allowed, acc)
+        if head == 0:  # the mask of this example, shared by its heads
+            bias = _additive_bias(in_band & key_valid[b_].unfold(0, width, block)[:, None, :], acc)  # nblk b b+2w
         for first in range(0, n_blocks, per_step):
             count = min(per_step, n_blocks - first)
+            rows = slice(first * block, (first + count) * block)
             # The keys of block j are padded rows [j*b, j*b + b + 2w): overlapping windows viewed in place
             # (as_strided), never copied.
-            window = (count, width, hd)
-            strides = (block * hd, hd, 1)
-            k_win = k.as_strided(window, strides, k[row].storage_offset() + first * block * hd)
-            v_win = v.as_strided(window, strides, v[row].storage_offset() + first * block * hd)
-            q_blk = q[row, first:first + count]                                       # blocks b hd
-            scores = torch.matmul(q_blk, k_win.transpose(1, 2)).to(acc).add_(bias[first:first + count])
-            if G:  # the global slots are extra key columns in front of the band
-                global_scores = torch.matmul(q_blk, global_k[row].T).to(acc) + slot_bias[b_]
-                scores = torch.cat([global_scores, scores], dim=-1)
-            p = torch.softmax(scores, dim=-1).to(q.dtype)  # in at least float32, as the reference does
-            p = F.dropout(p, dropout, training)
-            context = torch.matmul(p[..., G:], v_win)                                 # blocks b hd
-            if G:
-                context = context + torch.matmul(p[..., :G], global_v[row])
-            out[b_, first * block:(first + count) * block, head] = context.reshape(count * block, hd)
+            window, strides = (count, width, hd), (block * hd, hd, 1)
+            k_win = k_pad.as_strided(window, strides, k_pad[row].storage_offset() + first * block * hd)
+            v_win = v_pad.as_strided(window, strides, v_pad[row].storage_offset() + first * block * hd)
+            scores = torch.matmul(q_blocks[row, first:first + count], k_win.transpose(1, 2))
+            scores = scores.to(acc).add_(bias[first:first + count])                  # blocks b b+2w
+            p = torch.softmax(scores, dim=-1)                                         # in at least float32
+            if G:  # log-normaliser of the band: max(score) - log(max(p)), exact since max(p) >= 1 / width
+                lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True))
+                band_lse[b_, rows, head] = lse.reshape(count * block, 1)
+            p = F.dropout(p.to(q.dtype), dropout, training)
+            out[b_, rows, head] = torch.matmul(p, v_win).reshape(count * block, hd)
             if return_probs:
-                probs.append(_relative_columns(p, G, w))
-    context = out[:, :N]
-    if not return_probs:
-        return context, None
-    return context, torch.cat(probs, dim=0).reshape(B, nh, n_blocks * block, -1)[:, :, :N]
+                probs.append(_relative_columns(p, w))
+    context = out[:, :N]                                                              # B N nh hd
+    band_probs = torch.cat(probs).reshape(B, nh, n_blocks * block, -1)[:, :, :N] if return_probs else None
+    if not G:
+        return context, band_probs
+
+    # The global slots join every row's softmax through log-sum-exps, for all heads at once: the band's scores
+    # are never concatenated or copied, its context is rescaled by its share of the total.
+    global_scores = torch.matmul(q, global_k.to(q.dtype).transpose(-1, -2)).to(acc)  # B nh N G
+    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]
+    band_lse = band_lse[:, :N].permute(0, 2, 1, 3)                                    # B nh N 1
+    total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
+    band_share = torch.exp(band_lse - total).to(q.dtype)
+    global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)
+    context = context * band_share.transpose(1, 2) + torch.matmul(global_p, global_v.to(q.dtype)).transpose(1, 2)
+    if return_probs:
+        band_probs = torch.cat([global_p, band_probs * band_share], dim=-1)
+    return context, band_probs
 
 
 def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -132,12 +139,11 @@ def _additive_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, mask_value(dtype))
 
 
-def _relative_columns(p: torch.Tensor, G: int, w: int) -> torch.Tensor:
-    """(…, b, G + b + 2w) block probabilities -> (…, b, G + 2w + 1): row r's band starts at column G + r."""
+def _relative_columns(p: torch.Tensor, w: int) -> torch.Tensor:
+    """(…, b, b + 2w) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
     b = p.shape[-2]
-    index = G + torch.arange(b, device=p.device)[:, None] + torch.arange(2 * w + 1, device=p.device)[None, :]
-    band = torch.gather(p, -1, index.expand(*p.shape[:-2], b, 2 * w + 1))
-    return torch.cat([p[..., :G], band], dim=-1)
+    index = torch.arange(b, device=p.device)[:, None] + torch.arange(2 * w + 1, device=p.device)[None, :]
+    return torch.gather(p, -1, index.expand(*p.shape[:-2], b, 2 * w + 1))
 
 
 def global_rows(h: torch.Tensor, slot_position: torch.Tensor, slot_valid: torch.Tensor, key_valid: torch.Tensor,
@@ -184,9 +190,11 @@ def global_rows(h: torch.Tensor, slot_position: torch.Tensor, slot_valid: torch.
     return context, p
 
 
-def scatter_global_rows(local: torch.Tensor, global_context: torch.Tensor, is_global: torch.Tensor) -> torch.Tensor:
+def scatter_global_rows(local: torch.Tensor, global_context: torch.Tensor, slot_position: torch.Tensor,
+                        slot_valid: torch.Tensor) -> torch.Tensor:
     """Overwrite the rows of global tokens in `local` `(B, N, H)` with `global_context` `(B, G, H)`."""
-    B, N, H = local.shape
-    slot = (torch.cumsum(is_global.to(torch.int64), dim=1) - 1).clamp(min=0)        # slot of each global position
-    from_slots = torch.gather(global_context, 1, slot[:, :, None].expand(B, N, H))
-    return torch.where(is_global[:, :, None], from_slots, local)
+    B, G, H = global_context.shape
+    index = slot_position[:, :, None].expand(B, G, H)
+    # Slot positions are distinct; filler slots point at local rows, which are written back unchanged.
+    values = torch.where(slot_valid[:, :, None], global_context.to(local.dtype), torch.gather(local, 1, index))
+    return local.scatter(1, index, values)

@@ -92,7 +92,8 @@ class LongformerSelfAttention(nn.Module):
             global_context, global_probs = global_rows(
                 h, mask["slot_position"], mask["slot_valid"], ~mask["padding"], self.query_global,
                 self.key_global, self.value_global, nh, scale, dropout=self.dropout, training=self.training)
-            out = scatter_global_rows(out, global_context.reshape(B, G, H), mask["is_global"])
+            out = scatter_global_rows(out, global_context.reshape(B, G, H), mask["slot_position"],
+                                      mask["slot_valid"])
         if probs is not None:
             # Rows of global tokens (their result comes from global_rows) and of padding carry no local attention.
             probs = probs.masked_fill((mask["is_global"] | mask["padding"])[:, None, :, None], 0.0)
