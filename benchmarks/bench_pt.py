@@ -4,9 +4,10 @@
     python benchmarks/bench_pt.py --lengths 4096    # one length
 
 longformer-base shape, random weights, batch 1, fp32, eval, `torch.no_grad()`, the default allocator. Every
-measurement runs in its own process (`_run_one.py`), the two implementations alternating, so allocator state and
-peak RSS belong to one measurement only. Time is the best of `--repeat` timed calls after one warm-up call; memory
-is the process's peak RSS above its RSS after the model was built. Prints a markdown table, writes it to
+measurement runs in its own process (`_run_one.py`), Hugging Face and ours alternating for `--rounds` rounds, so
+allocator state and peak RSS belong to one process only; inside a process the cases without and with one global
+token alternate after a warm-up of each. Time is the best timed call; memory is the process's peak RSS above its
+RSS after the model was built. Prints a markdown table, writes it to
 docs/benchmarks.md and the raw numbers to benchmarks/results/pt.json.
 """
 
@@ -23,57 +24,67 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def measure(impl: str, n: int, globals_: int, repeat: int, threads: int) -> dict:
-    cmd = [sys.executable, os.path.join(HERE, "_run_one.py"), "--impl", impl, "--n", str(n), "--globals",
-           str(globals_), "--repeat", str(repeat), "--threads", str(threads)]
+def measure(impl: str, n: int, repeat: int, threads: int) -> dict:
+    cmd = [sys.executable, os.path.join(HERE, "_run_one.py"), "--impl", impl, "--n", str(n), "--repeat", str(repeat),
+           "--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["time_s"] = {int(g): t for g, t in result["time_s"].items()}
+    return result
+
+
+def best(runs: list[dict]) -> dict:
+    """Fastest time per case and largest peak memory over the rounds of one implementation."""
+    return {"time_s": {g: min(r["time_s"][g] for r in runs) for g in (0, 1)},
+            "peak_above_weights_mb": max(r["peak_above_weights_mb"] for r in runs)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
-    ap.add_argument("--repeat", type=int, default=3, help="timed calls per measurement (16384 uses 1)")
+    ap.add_argument("--repeat", type=int, default=2, help="timed calls per case and process (16384: 1)")
+    ap.add_argument("--rounds", type=int, default=2, help="processes per implementation, alternating (16384: 1)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
 
     results = []
     for n in args.lengths:
-        repeat = 1 if n > 8192 else args.repeat
-        for globals_ in (0, 1):
-            row = {"n": n, "globals": globals_}
+        long = n > 8192
+        runs: dict[str, list[dict]] = {"hf": [], "ours": []}
+        for _ in range(1 if long else args.rounds):
             for impl in ("hf", "ours"):
-                r = measure(impl, n, globals_, repeat, args.threads)
-                row[impl] = r
-                print(f"  measured {impl:4s} n={n:6d} globals={globals_}: {r['time_s']:.2f} s, "
+                r = measure(impl, n, 1 if long else args.repeat, args.threads)
+                runs[impl].append(r)
+                print(f"  measured {impl:4s} n={n:6d}: {r['time_s'][0]:.2f} s, one global {r['time_s'][1]:.2f} s, "
                       f"{r['peak_above_weights_mb']:.0f} MB", file=sys.stderr)
-            results.append(row)
+        results.append({"n": n, "hf": best(runs["hf"]), "ours": best(runs["ours"]), "runs": runs})
 
     import torch
     import transformers
 
     lines = [
-        "| n | global tokens | Hugging Face time (s) | longformer.pt time (s) | time ratio | "
-        "HF peak above weights (MB) | ours (MB) | memory ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| n | global tokens | Hugging Face time (s) | longformer.pt time (s) | time ratio |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for row in results:
-        hf, ours = row["hf"], row["ours"]
-        lines.append(f"| {row['n']} | {row['globals']} | {hf['time_s']:.2f} | {ours['time_s']:.2f} | "
-                     f"**{ours['time_s'] / hf['time_s']:.2f}x** | {hf['peak_above_weights_mb']:.0f} | "
-                     f"{ours['peak_above_weights_mb']:.0f} | **{ours['peak_above_weights_mb'] / max(hf['peak_above_weights_mb'], 1):.2f}x** |")
-    overhead = []
-    for n in args.lengths:
-        by_g = {r["globals"]: r for r in results if r["n"] == n}
-        if 0 in by_g and 1 in by_g:
-            overhead.append(f"| {n} | {by_g[1]['hf']['time_s'] / by_g[0]['hf']['time_s'] - 1:+.1%} | "
-                            f"{by_g[1]['ours']['time_s'] / by_g[0]['ours']['time_s'] - 1:+.1%} |")
+        for g in (0, 1):
+            hf, ours = row["hf"]["time_s"][g], row["ours"]["time_s"][g]
+            lines.append(f"| {row['n']} | {g} | {hf:.2f} | {ours:.2f} | **{ours / hf:.2f}x** |")
+    memory = ["| n | Hugging Face peak above weights (MB) | longformer.pt (MB) | memory ratio |", "|---:|---:|---:|---:|"]
+    overhead = ["| n | Hugging Face | longformer.pt |", "|---:|---:|---:|"]
+    for row in results:
+        hf_mb, ours_mb = row["hf"]["peak_above_weights_mb"], row["ours"]["peak_above_weights_mb"]
+        memory.append(f"| {row['n']} | {hf_mb:.0f} | {ours_mb:.0f} | **{ours_mb / max(hf_mb, 1):.2f}x** |")
+        added = {impl: row[impl]["time_s"][1] / row[impl]["time_s"][0] - 1 for impl in ("hf", "ours")}
+        overhead.append(f"| {row['n']} | {added['hf']:+.1%} | {added['ours']:+.1%} |")
     env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
            f"torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}")
-    table = "\n".join(lines)
-    text = (f"{table}\n\nTime added by one global token (same run):\n\n| n | Hugging Face | longformer.pt |\n"
-            f"|---:|---:|---:|\n" + "\n".join(overhead) + f"\n\nMachine: {env}.\n")
+    text = ("Forward time (best of the timed calls over all rounds):\n\n" + "\n".join(lines)
+            + "\n\nPeak memory above the weights (largest over the rounds; each process runs both cases):\n\n"
+            + "\n".join(memory)
+            + "\n\nTime added by one global token (both cases timed alternately in the same processes):\n\n"
+            + "\n".join(overhead) + f"\n\nMachine: {env}.\n")
     print(text)
     if args.no_write:
         return

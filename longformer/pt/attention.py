@@ -121,7 +121,8 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
     band_share = torch.exp(band_lse - total).to(q.dtype)
     global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)
-    context = context * band_share.transpose(1, 2) + torch.matmul(global_p, global_v.to(q.dtype)).transpose(1, 2)
+    global_context = torch.matmul(global_p, global_v.to(q.dtype)).transpose(1, 2)        # B N nh hd
+    context = torch.addcmul(global_context, context, band_share.transpose(1, 2))
     if return_probs:
         band_probs = torch.cat([global_p, band_probs * band_share], dim=-1)
     return context, band_probs

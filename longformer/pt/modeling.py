@@ -60,7 +60,7 @@ class LongformerSelfAttention(nn.Module):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout = config.attention_probs_dropout_prob
-        self.query_block: int | None = None  # query rows per band step; None = semantics.query_block_size
+        self.query_block = semantics.QUERY_BLOCK  # query rows per band step
         self.query = nn.Linear(H, H)
         self.key = nn.Linear(H, H)
         self.value = nn.Linear(H, H)
@@ -82,8 +82,8 @@ class LongformerSelfAttention(nn.Module):
             global_k = torch.gather(k, 2, index)
             global_v = torch.gather(v, 2, index)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block or 64), global_k=global_k, global_v=global_v,
-            slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
+            q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block), global_k=global_k,
+            global_v=global_v, slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
             return_probs=output_attentions)
         out = context.reshape(B, N, H)
         out = out.masked_fill(mask["padding"][:, :, None], 0.0)  # padding rows attend to nothing
