@@ -56,7 +56,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     """Each query attends to the keys within `w` positions that are valid, plus the global slots.
 
     Args:
-        q, k, v: `(B, nh, N, hd)`; `q` already scaled.
+        q, k, v: `(B, N, nh, hd)` (the projections' own layout: no transpose); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
         w: one-sided window; block: query rows per step.
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
@@ -65,16 +65,18 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w.
     """
-    B, nh, N, hd = q.shape
+    B, N, nh, hd = q.shape
+    H = nh * hd
     G = 0 if global_k is None else global_k.shape[2]
     n_blocks = -(-N // block)
     tail = n_blocks * block - N
     width = block + 2 * w  # keys a block of queries can see
     acc = softmax_dtype(q.dtype)
     # Keys/values padded by w on both sides (plus the query tail): query i sees padded keys i .. i + 2w.
-    q_blocks = _pad_rows(q, 0, tail).reshape(B * nh, n_blocks, block, hd)
-    k_pad = _pad_rows(k, w, w + tail).reshape(B * nh, -1, hd)
-    v_pad = _pad_rows(v, w, w + tail).reshape(B * nh, -1, hd)
+    q_pad = _pad_rows(q, 0, tail)                                                    # B Nq nh hd
+    k_pad = _pad_rows(k, w, w + tail)                                                # B Nq+2w nh hd
+    v_pad = _pad_rows(v, w, w + tail)
+    padded_len = k_pad.shape[1]
     key_valid = F.pad(key_valid, (w, w + tail), value=False)
     offset = torch.arange(width, device=q.device)[None, :] - torch.arange(block, device=q.device)[:, None]
     in_band = (offset >= 0) & (offset <= 2 * w)                                      # b, b+2w
@@ -93,12 +95,14 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         for first in range(0, n_blocks, per_step):
             count = min(per_step, n_blocks - first)
             rows = slice(first * block, (first + count) * block)
-            # The keys of block j are padded rows [j*b, j*b + b + 2w): overlapping windows viewed in place
-            # (as_strided), never copied.
-            window, strides = (count, width, hd), (block * hd, hd, 1)
-            k_win = k_pad.as_strided(window, strides, k_pad[row].storage_offset() + first * block * hd)
-            v_win = v_pad.as_strided(window, strides, v_pad[row].storage_offset() + first * block * hd)
-            scores = torch.matmul(q_blocks[row, first:first + count], k_win.transpose(1, 2))
+            # The keys of block j are padded rows [j*b, j*b + b + 2w) of this head: overlapping windows viewed
+            # in place (as_strided, row stride H), never copied.
+            window, strides = (count, width, hd), (block * H, H, 1)
+            start = (b_ * padded_len + first * block) * H + head * hd
+            k_win = k_pad.as_strided(window, strides, k_pad.storage_offset() + start)
+            v_win = v_pad.as_strided(window, strides, v_pad.storage_offset() + start)
+            q_blk = q_pad[b_, rows, head].view(count, block, hd)
+            scores = torch.matmul(q_blk, k_win.transpose(1, 2))
             scores = scores.to(acc).add_(bias[first:first + count])                  # blocks b b+2w
             p = torch.softmax(scores, dim=-1)                                         # in at least float32
             if G:  # log-normaliser of the band: max(score) - log(max(p)), exact since max(p) >= 1 / width
@@ -115,7 +119,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
 
     # The global slots join every row's softmax through log-sum-exps, for all heads at once: the band's scores
     # are never concatenated or copied, its context is rescaled by its share of the total.
-    global_scores = torch.matmul(q, global_k.to(q.dtype).transpose(-1, -2)).to(acc)  # B nh N G
+    global_scores = torch.matmul(q.transpose(1, 2), global_k.to(q.dtype).transpose(-1, -2)).to(acc)  # B nh N G
     global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]
     band_lse = band_lse[:, :N].permute(0, 2, 1, 3)                                    # B nh N 1
     total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
@@ -129,10 +133,11 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
 
 
 def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Zero rows before and after along dim 2, in one copy (also makes a transposed view contiguous)."""
-    shape = (*x.shape[:2], 0, x.shape[3])
-    parts = [x.new_zeros(shape[:2] + (before,) + shape[3:]), x, x.new_zeros(shape[:2] + (after,) + shape[3:])]
-    return torch.cat(parts, dim=2)
+    """Zero rows before and after along the sequence (dim 1) of a `(B, N, nh, hd)` tensor, in one copy."""
+    B, _, nh, hd = x.shape
+    if before == after == 0:
+        return x
+    return torch.cat([x.new_zeros(B, before, nh, hd), x, x.new_zeros(B, after, nh, hd)], dim=1)
 
 
 def _additive_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

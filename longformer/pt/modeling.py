@@ -72,15 +72,15 @@ class LongformerSelfAttention(nn.Module):
         B, N, H = h.shape
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
-        q = (self.query(h) * scale).view(B, N, nh, hd).transpose(1, 2)                # B nh N hd
-        k = self.key(h).view(B, N, nh, hd).transpose(1, 2)
-        v = self.value(h).view(B, N, nh, hd).transpose(1, 2)
+        q = (self.query(h) * scale).view(B, N, nh, hd)
+        k = self.key(h).view(B, N, nh, hd)
+        v = self.value(h).view(B, N, nh, hd)
         G = mask["num_slots"]
         global_k = global_v = None
-        if G:
-            index = mask["slot_position"][:, None, :, None].expand(B, nh, G, hd)
-            global_k = torch.gather(k, 2, index)
-            global_v = torch.gather(v, 2, index)
+        if G:  # the local keys and values of the global tokens, (B, nh, G, hd)
+            index = mask["slot_position"][:, :, None, None].expand(B, G, nh, hd)
+            global_k = torch.gather(k, 1, index).transpose(1, 2)
+            global_v = torch.gather(v, 1, index).transpose(1, 2)
         context, probs = band_attention(
             q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block), global_k=global_k,
             global_v=global_v, slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
