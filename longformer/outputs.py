@@ -70,7 +70,7 @@ class LongformerBaseModelOutputWithPooling(ModelOutput):
 
 
 @dataclass
-class LongformerMaskedLMOutput(ModelOutput):
+class _LossAndLogits(ModelOutput):
     loss: Any = None
     logits: Any = None
     hidden_states: tuple | None = None
@@ -79,30 +79,23 @@ class LongformerMaskedLMOutput(ModelOutput):
 
 
 @dataclass
-class LongformerSequenceClassifierOutput(ModelOutput):
-    loss: Any = None
-    logits: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    global_attentions: tuple | None = None
+class LongformerMaskedLMOutput(_LossAndLogits):
+    """`logits (B, N, V)`, `loss` the masked-LM cross-entropy."""
 
 
 @dataclass
-class LongformerMultipleChoiceModelOutput(ModelOutput):
-    loss: Any = None
-    logits: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    global_attentions: tuple | None = None
+class LongformerSequenceClassifierOutput(_LossAndLogits):
+    """`logits (B, C)`."""
 
 
 @dataclass
-class LongformerTokenClassifierOutput(ModelOutput):
-    loss: Any = None
-    logits: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    global_attentions: tuple | None = None
+class LongformerMultipleChoiceModelOutput(_LossAndLogits):
+    """`logits (B, nc)`; encoder fields have batch B * nc."""
+
+
+@dataclass
+class LongformerTokenClassifierOutput(_LossAndLogits):
+    """`logits (B, N, C)`."""
 
 
 @dataclass

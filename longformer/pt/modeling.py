@@ -101,9 +101,11 @@ class LongformerSelfAttention(nn.Module):
 
 
 class LongformerSelfOutput(nn.Module):
-    def __init__(self, config: LongformerConfig):
+    """dense -> dropout -> + residual -> LayerNorm (after attention, and after the FFN as `LongformerOutput`)."""
+
+    def __init__(self, config: LongformerConfig, in_features: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -132,15 +134,9 @@ class LongformerIntermediate(nn.Module):
         return F.gelu(self.dense(x))  # exact (erf) GELU
 
 
-class LongformerOutput(nn.Module):
+class LongformerOutput(LongformerSelfOutput):
     def __init__(self, config: LongformerConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+        super().__init__(config, in_features=config.intermediate_size)
 
 
 class LongformerLayer(nn.Module):
