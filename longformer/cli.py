@@ -75,10 +75,11 @@ def cmd_parity(args: argparse.Namespace) -> int:
     inputs = make_batch(config, args.seq_len)
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
-    head = "LongformerModel"
+    # The MLM head is compared too when the checkpoint has one; every other head runs its base model.
+    masked_lm = guess_head(_headers(weights)[1]) == "LongformerForMaskedLM"
+    head = "LongformerForMaskedLM" if masked_lm else "LongformerModel"
     if not args.no_reference:
         state = read_checkpoint(weights, framework="numpy", shard_paths=shards)
-        head = "LongformerForMaskedLM" if guess_head(state) == "LongformerForMaskedLM" else "LongformerModel"
         t = time.perf_counter()
         results["numpy-reference"] = ReferenceModel(config, state)(**inputs)
         timings["numpy-reference"] = time.perf_counter() - t
