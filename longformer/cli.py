@@ -57,17 +57,12 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from converters.checkpoint import read_checkpoint
     from converters.names import guess_head
 
-    from .hub import resolve_shards, resolve_weights
+    from .hub import resolve_checkpoint
     from .reference import ReferenceModel
 
     path = args.checkpoint or BUNDLED
     config = LongformerConfig.from_pretrained(path)
-    weights = resolve_weights(path)
-    shards = None
-    if weights.endswith(".index.json"):
-        from converters.checkpoint import read_index
-
-        shards = resolve_shards(weights, sorted(set(read_index(weights).values())), path)
+    weights, shards = resolve_checkpoint(path)
     backends = args.backends.split(",") if args.backends else available_backends()
     if not backends:
         print("No backend is installed: pip install 'longformer[torch]' (or [flax], [tf]).", file=sys.stderr)
@@ -75,11 +70,11 @@ def cmd_parity(args: argparse.Namespace) -> int:
     inputs = make_batch(config, args.seq_len)
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
+    state = None if args.no_reference else read_checkpoint(weights, framework="numpy", shard_paths=shards)
     # The MLM head is compared too when the checkpoint has one; every other head runs its base model.
-    masked_lm = guess_head(_headers(weights)[1]) == "LongformerForMaskedLM"
+    masked_lm = guess_head(_headers(weights)[1] if state is None else state) == "LongformerForMaskedLM"
     head = "LongformerForMaskedLM" if masked_lm else "LongformerModel"
-    if not args.no_reference:
-        state = read_checkpoint(weights, framework="numpy", shard_paths=shards)
+    if state is not None:
         t = time.perf_counter()
         results["numpy-reference"] = ReferenceModel(config, state)(**inputs)
         timings["numpy-reference"] = time.perf_counter() - t

@@ -61,7 +61,7 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, **hub_kwargs: A
 def resolve_weights(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> str:
     """Return the best weights file present (see `WEIGHTS_FILES`), as a local path.
 
-    A sharded checkpoint returns its index; `resolve_shards` then fetches the shards it names.
+    A sharded checkpoint returns its index; `resolve_checkpoint` also fetches the shards it names.
     """
     path = os.fspath(name_or_path)
     if os.path.isfile(path):
@@ -74,6 +74,17 @@ def resolve_weights(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> str:
             errors.append(str(e))
     raise FileNotFoundError(f"No Longformer weights found at {path}: looked for {', '.join(WEIGHTS_FILES)}. "
                             f"({errors[-1]})")
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> tuple[str, list[str] | None]:
+    """The best weights file present and, when it is a shard index, the local paths of its shards."""
+    weights = resolve_weights(name_or_path, **hub_kwargs)
+    if not weights.endswith(".index.json"):
+        return weights, None
+    from converters.checkpoint import read_index
+
+    shard_names = sorted(set(read_index(weights).values()))
+    return weights, resolve_shards(weights, shard_names, name_or_path, **hub_kwargs)
 
 
 def resolve_shards(index_path: str, shard_names: list[str], name_or_path: str | os.PathLike,

@@ -32,16 +32,12 @@ def num_global_slots(max_global: int, seq_len: int) -> int:
 
 
 QUERY_BLOCK = 64  # query rows per band step: the band costs (64 + W) / (W + 1) of the ideal, 1.12x at W = 512
+FEED_FORWARD_ROWS = 1024  # positions per feed-forward step (row-wise, so chunking changes no result)
 
 
-def query_block_size(seq_len: int, preferred: int = QUERY_BLOCK) -> int:
-    """Rows of queries the band attention handles per step (keys per step: block + window)."""
+def rows_per_step(seq_len: int, preferred: int) -> int:
+    """Sequence positions a step handles: `preferred`, or the whole sequence when it is shorter."""
     return max(1, min(preferred, seq_len))
-
-
-def feed_forward_chunk(seq_len: int, rows: int = 1024) -> int:
-    """Sequence positions per feed-forward step (the FFN is row-wise, so chunking changes no result)."""
-    return max(1, min(rows, seq_len))
 
 
 # ---------------------------------------------------------------------------------------------- input checks

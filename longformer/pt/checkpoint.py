@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from converters.checkpoint import SAFE_WEIGHTS, checkpoint_format, read_checkpoint, read_index, write_safetensors
+from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetensors
 from converters.names import match_names
 
 from ..config import LongformerConfig
-from ..hub import _HUB_KEYS, resolve_shards, resolve_weights
+from ..hub import _HUB_KEYS, resolve_checkpoint
 
 
 def split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -40,10 +40,7 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
                             f"Hub option {list(_HUB_KEYS)}).")
     config.validate()
 
-    weights = resolve_weights(name_or_path, **hub)
-    shard_paths = None
-    if checkpoint_format(weights).endswith("sharded"):
-        shard_paths = resolve_shards(weights, sorted(set(read_index(weights).values())), name_or_path, **hub)
+    weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="pt", shard_paths=shard_paths)
 
     model = cls(config)

@@ -82,7 +82,7 @@ class LongformerSelfAttention(nn.Module):
             global_k = torch.gather(k, 1, index).transpose(1, 2)
             global_v = torch.gather(v, 1, index).transpose(1, 2)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, semantics.query_block_size(N, self.query_block), global_k=global_k,
+            q, k, v, mask["window_key"], w, semantics.rows_per_step(N, self.query_block), global_k=global_k,
             global_v=global_v, slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
             return_probs=output_attentions)
         out = context.reshape(B, N, H)
@@ -152,7 +152,7 @@ class LongformerLayer(nn.Module):
         a, probs, global_probs = self.attention(h, mask, output_attentions)
         # The feed-forward network is row-wise: run it on slices of the sequence so that its (N, 4H) activations
         # never exist whole (less memory, and temporaries small enough for the allocator to reuse).
-        rows = semantics.feed_forward_chunk(a.shape[1])
+        rows = semantics.rows_per_step(a.shape[1], semantics.FEED_FORWARD_ROWS)
         out = torch.cat([self.output(self.intermediate(a[:, i:i + rows]), a[:, i:i + rows])
                          for i in range(0, a.shape[1], rows)], dim=1)
         return out, probs, global_probs
