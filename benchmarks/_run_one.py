@@ -19,20 +19,20 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", choices=["ours", "hf"], required=True)
+    ap.add_argument("--impl", choices=["ours", "hf", "flax"], required=True)
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--repeat", type=int, default=2, help="timed calls of each case")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", type=int, default=12)
     args = ap.parse_args()
 
+    if args.impl == "flax":
+        return run_flax(args)
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    kw = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=args.layers, num_attention_heads=12,
-              intermediate_size=3072, max_position_embeddings=max(4098, args.n + 2), type_vocab_size=1,
-              layer_norm_eps=1e-5, attention_window=512)
+    kw = config_kwargs(args)
     if args.impl == "hf":
         import transformers
 
@@ -60,6 +60,44 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"impl": args.impl, "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
                       "peak_above_weights_mb": peak - base, "torch": torch.__version__}))
+
+
+def config_kwargs(args) -> dict:
+    return dict(vocab_size=50265, hidden_size=768, num_hidden_layers=args.layers, num_attention_heads=12,
+                intermediate_size=3072, max_position_embeddings=max(4098, args.n + 2), type_vocab_size=1,
+                layer_norm_eps=1e-5, attention_window=512)
+
+
+def run_flax(args) -> None:
+    """longformer.flax: the first call (trace + XLA compile) is reported apart from the steady-state time."""
+    import jax
+    import numpy as np
+
+    from longformer import LongformerConfig
+    from longformer.flax import LongformerModel
+
+    model = LongformerModel(LongformerConfig(**config_kwargs(args)))
+    model.eval()
+    r = np.random.default_rng(0)
+    ids = r.integers(3, 50265, (1, args.n))
+    one_global = np.zeros((1, args.n), dtype=np.int64)
+    one_global[0, 0] = 1
+    cases = {0: {}, 1: {"global_attention_mask": one_global}}
+    base = rss_mb()
+    compile_s = {}
+    for g, kwargs in cases.items():
+        t = time.perf_counter()
+        jax.block_until_ready(model(ids, **kwargs).last_hidden_state)
+        compile_s[g] = time.perf_counter() - t
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(args.repeat):
+        for g, kwargs in cases.items():
+            t = time.perf_counter()
+            jax.block_until_ready(model(ids, **kwargs).last_hidden_state)
+            times[g].append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"impl": "flax", "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
+                      "first_call_s": compile_s, "peak_above_weights_mb": peak - base, "jax": jax.__version__}))
 
 
 if __name__ == "__main__":

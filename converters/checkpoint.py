@@ -1,9 +1,9 @@
 """Read and write checkpoints in the canonical form: Hugging Face PyTorch names and layouts.
 
 Formats read here: `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), `pytorch_model.bin`
-(loaded with `weights_only=True`) and its sharded index. Tensors come back as NumPy arrays (`framework="numpy"`)
-or torch tensors (`framework="pt"`, which also keeps bf16). Writing always goes through a temporary file renamed
-into place, so a failure never leaves a half-written checkpoint behind.
+(loaded with `weights_only=True`) and its sharded index. Tensors come back as NumPy arrays (`framework="numpy"`),
+torch tensors (`framework="pt"`) or jax arrays (`framework="flax"`); the last two keep bf16. Writing always goes
+through a temporary file renamed into place, so a failure never leaves a half-written checkpoint behind.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def read_safetensors(path: str, framework: str = "numpy") -> dict[str, Any]:
     """All tensors of one safetensors file; a corrupt or truncated file raises `CheckpointError`."""
     from safetensors import SafetensorError, safe_open
 
-    if framework == "pt":
+    if framework in ("pt", "flax"):
         from longformer._frameworks import require
 
-        require("torch")
+        require({"pt": "torch", "flax": "jax"}[framework])
     try:
         with safe_open(path, framework=framework) as f:
             return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
@@ -87,7 +87,7 @@ def read_torch_bin(path: str, framework: str = "pt") -> dict[str, Any]:
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
-    if framework == "numpy":
+    if framework != "pt":
         return {k: _torch_to_numpy(v) for k, v in state.items()}
     return state
 
@@ -150,6 +150,10 @@ def write_safetensors(state: Mapping[str, Any], path: str, framework: str = "num
             from safetensors.torch import save_file
 
             save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp, metadata={"format": "pt"})
+        elif framework == "flax":  # jax arrays, bfloat16 included
+            from safetensors.flax import save_file
+
+            save_file(dict(state), tmp, metadata={"format": "pt"})
         else:
             import numpy as np
             from safetensors.numpy import save_file

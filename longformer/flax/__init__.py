@@ -1,0 +1,47 @@
+"""The JAX/Flax backend: `flax.nnx` Longformer models with Hugging Face's names, arguments and outputs."""
+
+from .._frameworks import require
+
+require("jax")
+require("flax")
+
+from .checkpoint import cast_params  # noqa: E402
+from .modeling import (  # noqa: E402
+    LongformerForMaskedLM,
+    LongformerForMultipleChoice,
+    LongformerForQuestionAnswering,
+    LongformerForSequenceClassification,
+    LongformerForTokenClassification,
+    LongformerModel,
+    LongformerPreTrainedModel,
+)
+from .sharding import batch_sharding, param_shardings, shard_model  # noqa: E402
+
+
+def forward_numpy(model, inputs: dict, **kwargs):
+    """Run `model` on NumPy inputs; return its output fields as NumPy arrays (tuples kept)."""
+    import numpy as np
+
+    def to_numpy(value):
+        if isinstance(value, tuple):
+            return tuple(to_numpy(v) for v in value)
+        return np.asarray(value, dtype=np.float64 if value.dtype == np.float64 else np.float32)
+
+    out = model(**inputs, **kwargs, return_dict=True)
+    return {key: to_numpy(out[key]) for key in out.keys()}
+
+
+__all__ = [
+    "batch_sharding",
+    "cast_params",
+    "forward_numpy",
+    "param_shardings",
+    "shard_model",
+    "LongformerForMaskedLM",
+    "LongformerForMultipleChoice",
+    "LongformerForQuestionAnswering",
+    "LongformerForSequenceClassification",
+    "LongformerForTokenClassification",
+    "LongformerModel",
+    "LongformerPreTrainedModel",
+]
