@@ -31,6 +31,9 @@ class ModelOutput:
     def keys(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
 
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self)
                      if getattr(self, f.name) is not None or f.name in self._keep_none)

@@ -15,7 +15,7 @@ from .modeling import (  # noqa: E402
     LongformerModel,
     LongformerPreTrainedModel,
 )
-from .sharding import batch_sharding, param_shardings, shard_model  # noqa: E402
+from .sharding import batch_sharding, make_mesh, param_shardings, shard_model  # noqa: E402
 
 
 def forward_numpy(model, inputs: dict, **kwargs):
@@ -35,6 +35,7 @@ __all__ = [
     "batch_sharding",
     "cast_params",
     "forward_numpy",
+    "make_mesh",
     "param_shardings",
     "shard_model",
     "LongformerForMaskedLM",

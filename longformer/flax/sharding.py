@@ -6,7 +6,7 @@ the axis size), the attention output and FFN output matmuls over their input fea
 pooler and heads are replicated. Inputs are split over "data". XLA inserts the collectives; the results equal the
 single-device ones. A mesh without a "model" axis (pure data parallelism) replicates every parameter.
 
-    mesh = jax.make_mesh((2, 1), ("data", "model"))      # or (1, 2) for tensor parallelism
+    mesh = make_mesh(data=2, model=1)                     # or model=2 for tensor parallelism
     shard_model(model, mesh)
     batch = jax.device_put(batch, batch_sharding(mesh))   # every array of the batch, split on its first axis
     out = model(**batch)
@@ -15,21 +15,34 @@ single-device ones. A mesh without a "model" axis (pure data parallelism) replic
 from __future__ import annotations
 
 import jax
+import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 
-def _spec_for(mesh: jax.sharding.Mesh, names) -> PartitionSpec:
-    """A parameter's annotation, with axes the mesh does not have (or has with size 1) left unsplit."""
-    return PartitionSpec(*(n if n in mesh.shape and mesh.shape[n] > 1 else None for n in names))
+def make_mesh(data: int = 1, model: int = 1, devices=None) -> jax.sharding.Mesh:
+    """A ("data", "model") mesh with automatic (GSPMD) axes: XLA propagates shardings through the model."""
+    auto = jax.sharding.AxisType.Auto
+    if devices is None:
+        return jax.make_mesh((data, model), ("data", "model"), axis_types=(auto, auto))
+    return jax.sharding.Mesh(np.asarray(devices).reshape(data, model), ("data", "model"), axis_types=(auto, auto))
+
+
+def _spec_for(mesh: jax.sharding.Mesh, names, shape) -> PartitionSpec:
+    """A parameter's annotation, leaving unsplit the axes the mesh lacks (or has with size 1) and the dimensions
+    the axis size does not divide (a tiny test model's odd FFN width, say)."""
+    size = dict(mesh.shape)
+    return PartitionSpec(*(n if n in size and size[n] > 1 and dim % size[n] == 0 else None
+                           for n, dim in zip(names, shape, strict=True)))
 
 
 def param_shardings(model: nnx.Module, mesh: jax.sharding.Mesh):
     """A pytree like `nnx.state(model, nnx.Param)` of `NamedSharding`s from the parameters' annotations."""
     state = nnx.state(model, nnx.Param)
     specs = nnx.get_partition_spec(state)
-    return jax.tree.map(lambda spec: NamedSharding(mesh, _spec_for(mesh, tuple(spec))), specs,
-                        is_leaf=lambda x: isinstance(x, PartitionSpec))
+    return jax.tree.map(lambda spec, value: NamedSharding(mesh, _spec_for(mesh, tuple(spec) or (None,) * value.ndim,
+                                                                          value.shape)),
+                        specs, state, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def shard_model(model: nnx.Module, mesh: jax.sharding.Mesh) -> nnx.Module:

@@ -1,0 +1,357 @@
+"""longformer.flax on its own (no torch needed): the NumPy reference, jit, errors, checkpoints, training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+nnx = pytest.importorskip("flax.nnx")
+import jax.numpy as jnp  # noqa: E402
+
+from cases import CASES, make_inputs  # noqa: E402
+from conftest import HEADS, tiny_kwargs  # noqa: E402
+
+import longformer.flax as lfx  # noqa: E402
+from converters import CheckpointError  # noqa: E402
+from converters.checkpoint import read_checkpoint  # noqa: E402
+from longformer import LongformerConfig  # noqa: E402
+from longformer.flax.checkpoint import canonical_key  # noqa: E402
+from longformer.reference import ReferenceModel  # noqa: E402
+
+ATOL = 1e-5
+
+
+def randomize_(model, seed=0):
+    """Random values for every parameter (LayerNorm scales near 1), as the PyTorch tests do."""
+    r = np.random.default_rng(seed)
+    state = nnx.state(model, nnx.Param)
+    for path, var in nnx.to_flat_state(state):
+        key, _ = canonical_key(path)
+        shape = var.get_value().shape
+        value = r.normal(size=shape) * 0.1
+        if key.endswith(("LayerNorm.weight", "layer_norm.weight")):
+            value += 1
+        var.set_value(jnp.asarray(value, jnp.float32))
+    nnx.update(model, state)
+    return model
+
+
+def make(head="LongformerModel", seed=0, **overrides):
+    if head == "LongformerForQuestionAnswering":
+        overrides.setdefault("num_labels", 2)
+    model = getattr(lfx, head)(LongformerConfig(**tiny_kwargs(**overrides)))
+    randomize_(model, seed)
+    model.eval()
+    return model
+
+
+def saved(tmp_path, head="LongformerModel", **overrides):
+    model = make(head, **overrides)
+    model.save_pretrained(tmp_path / head)
+    return tmp_path / head, model
+
+
+def close(a, b, atol=ATOL):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (np.abs(a - b).max() if a.size else 0.0) <= atol
+
+
+# ---------------------------------------------------------------------------------------------- the reference
+@pytest.mark.parametrize("case", ["no_global", "padded_globals"])
+@pytest.mark.parametrize("head", ["LongformerModel", "LongformerForMaskedLM"])
+@pytest.mark.parametrize("windows", [4, [4, 8]], ids=["w4", "w4-8"])
+def test_matches_numpy_reference(tmp_path, head, case, windows):
+    folder, model = saved(tmp_path, head, attention_window=windows)
+    reference = ReferenceModel(model.config, read_checkpoint(str(folder / "model.safetensors")))
+    inputs = {k: v for k, v in make_inputs(case, head).items() if k != "labels"}
+    ref = reference(**inputs)
+    out = model(**inputs, output_attentions=True, output_hidden_states=True)
+    for key, value in ref.items():
+        if not hasattr(out, key):  # the MLM output has logits and the encoder fields, not last_hidden_state
+            continue
+        if value is None:
+            assert getattr(out, key) is None, key
+        elif isinstance(value, tuple):
+            assert all(close(a, b) for a, b in zip(getattr(out, key), value, strict=True)), key
+        else:
+            assert close(getattr(out, key), value), key
+
+
+# ---------------------------------------------------------------------------------------------- jit
+@pytest.mark.parametrize("head", HEADS)
+def test_jit_and_eager_agree(tmp_path, head):
+    folder, model = saved(tmp_path, head)
+    eager = getattr(lfx, head).from_pretrained(folder, use_jit=False)
+    assert model.use_jit and not eager.use_jit
+    for case in CASES:
+        inputs = make_inputs(case, head)
+        a = model(**inputs, output_attentions=True, output_hidden_states=True)
+        b = eager(**inputs, output_attentions=True, output_hidden_states=True)
+        assert a.keys() == b.keys()
+        for key in a.keys():
+            pairs = zip(a[key], b[key], strict=True) if isinstance(a[key], tuple) else [(a[key], b[key])]
+            assert all(close(x, y) for x, y in pairs), (case, key)
+
+
+def test_a_batch_shape_compiles_once(monkeypatch):
+    model = make("LongformerForSequenceClassification")
+    traces = []
+    original = type(model)._forward
+    monkeypatch.setattr(type(model), "_forward", lambda self, *a, **k: traces.append(1) or original(self, *a, **k))
+    r = np.random.default_rng(0)
+    for _ in range(3):
+        model(r.integers(5, 99, (2, 7)))
+    assert len(traces) == 1
+    model(r.integers(5, 99, (2, 7)), global_attention_mask=np.ones((2, 7), np.int32))  # 7 globals -> 8 slots
+    model(r.integers(5, 99, (2, 7)), global_attention_mask=np.eye(2, 7, dtype=np.int32) + np.eye(2, 7, 3,
+                                                                                                dtype=np.int32))
+    assert len(traces) == 3  # one new shape of slots each (1 -> 8 slots, then 2 slots)
+    model(r.integers(5, 99, (2, 5)))  # same padded length (8), different input length: new static n_in
+    assert len(traces) == 4
+
+
+def test_runs_inside_a_users_jit_with_static_global_slots():
+    model = make("LongformerForQuestionAnswering", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    inputs = make_inputs("padded_globals", "LongformerForQuestionAnswering")
+    expected = model(**inputs).loss
+
+    @nnx.jit
+    def loss(m, batch):
+        return m(**batch, num_global_slots=4).loss
+
+    assert close(loss(model, {k: jnp.asarray(v) for k, v in inputs.items()}), expected, 1e-6)
+
+    @nnx.jit
+    def loss_all_slots(m, batch):  # without num_global_slots every position gets a slot: same result
+        return m(**batch).loss
+
+    assert close(loss_all_slots(model, {k: jnp.asarray(v) for k, v in inputs.items()}), expected, 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def base():
+    return make()
+
+
+def ids(*shape):
+    return np.random.default_rng(0).integers(5, 99, shape)
+
+
+def test_sequence_longer_than_position_table(base):
+    base(ids(1, 62))
+    with pytest.raises(ValueError, match="position 64 .* 64 rows .* at most 62 tokens fit"):
+        base(ids(1, 63))
+    with pytest.raises(ValueError, match="position table"):
+        base(inputs_embeds=np.zeros((1, 63, 32), np.float32))
+
+
+def test_ids_outside_the_vocabulary(base):
+    bad = ids(1, 5)
+    bad[0, 2] = 99
+    with pytest.raises(ValueError, match=r"input_ids holds values in \[\d+, 99\] but must lie in \[0, 98\]"):
+        base(bad)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        base(ids(1, 5), token_type_ids=np.full((1, 5), 3))
+
+
+def test_mismatched_shapes(base):
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 4\) but the input has shape \(1, 5\)"):
+        base(ids(1, 5), attention_mask=np.ones((1, 4)))
+    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
+        base()
+    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(batch, sequence, 32\)"):
+        base(inputs_embeds=np.zeros((1, 5, 31), np.float32))
+    with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, sequence\)"):
+        base(ids(5))
+
+
+def test_global_attention_on_padding_and_too_few_slots(base):
+    with pytest.raises(ValueError, match="Padding tokens cannot be global"):
+        base(ids(1, 5), attention_mask=np.array([[1, 1, 1, 0, 0]]), global_attention_mask=np.array([[1, 0, 0, 1, 0]]))
+    with pytest.raises(ValueError, match="num_global_slots=1 but a row has 2 global tokens"):
+        base(ids(1, 5), global_attention_mask=np.array([[1, 1, 0, 0, 0]]), num_global_slots=1)
+
+
+def test_heads_check_their_inputs():
+    with pytest.raises(ValueError, match=r"exactly 3 separator tokens .* found \[0\]"):
+        make("LongformerForQuestionAnswering")(ids(1, 8))
+    with pytest.raises(ValueError, match="num_labels must be 2"):
+        lfx.LongformerForQuestionAnswering(LongformerConfig(**tiny_kwargs(num_labels=3)))
+    with pytest.raises(ValueError, match=r"\(batch, num_choices, sequence\)"):
+        make("LongformerForMultipleChoice")(ids(2, 7), global_attention_mask=np.zeros((2, 7)))
+    config = LongformerConfig(**tiny_kwargs())
+    config.attention_window = 5
+    with pytest.raises(ValueError, match="even"):
+        lfx.LongformerModel(config)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def test_base_and_head_checkpoints_load_into_each_other(tmp_path):
+    folder, mlm = saved(tmp_path, "LongformerForMaskedLM")
+    inputs = {k: v for k, v in make_inputs("padded_globals", "LongformerModel").items()}
+    with pytest.warns(UserWarning, match="lm_head"):
+        base = lfx.LongformerModel.from_pretrained(folder, output_loading_info=True)[0]
+    # The pooler is missing from an MLM checkpoint; everything else is the MLM's encoder.
+    assert close(base(**inputs).last_hidden_state, mlm.longformer(**inputs).last_hidden_state, 0)
+    base.save_pretrained(tmp_path / "base")
+    with pytest.warns(UserWarning, match="newly initialised"):
+        head, info = lfx.LongformerForMaskedLM.from_pretrained(tmp_path / "base", output_loading_info=True)
+    assert set(info["missing_keys"]) == {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight",
+                                         "lm_head.layer_norm.bias", "lm_head.bias"}
+    assert close(head.longformer(**inputs).last_hidden_state, mlm.longformer(**inputs).last_hidden_state, 0)
+
+
+def test_untied_decoder_round_trip(tmp_path):
+    folder, model = saved(tmp_path, "LongformerForMaskedLM", tie_word_embeddings=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = lfx.LongformerForMaskedLM.from_pretrained(folder)
+    inputs = make_inputs("no_global", "LongformerForMaskedLM")
+    assert close(again(**inputs).logits, model(**inputs).logits, 0)
+
+
+def test_broken_checkpoints_fail_with_the_file_and_tensor(tmp_path):
+    folder, _ = saved(tmp_path)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        lfx.LongformerModel.from_pretrained(folder)
+    folder, _ = saved(tmp_path / "b")
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 40
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"intermediate.dense.weight: checkpoint \(37, 32\), model \(40, 32\)"):
+        lfx.LongformerModel.from_pretrained(folder)
+
+
+def test_bfloat16_parameters_and_compute(tmp_path):
+    folder, model = saved(tmp_path, "LongformerForMaskedLM")
+    half = lfx.LongformerForMaskedLM.from_pretrained(folder, dtype=jnp.bfloat16)
+    assert half.dtype == jnp.bfloat16
+    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
+    out = half(**inputs, output_attentions=True)
+    assert out.logits.dtype == jnp.bfloat16
+    assert close(out.logits, model(**inputs).logits, 0.1)
+    assert np.isfinite(float(out.loss))
+    half.save_pretrained(tmp_path / "bf16")  # written as bf16, loaded back as float32
+    again = lfx.LongformerForMaskedLM.from_pretrained(tmp_path / "bf16")
+    assert close(again(**inputs).logits, out.logits.astype(jnp.float32), 0.05)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def _loss(model, inputs, head):
+    out = model(**inputs)
+    if head == "LongformerModel":
+        return (out.last_hidden_state ** 2).sum() + out.pooler_output.sum()
+    return out.loss
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_head_trains_with_jax_grad(head):
+    model = make(head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.train()
+    inputs = make_inputs("padded_globals", head)
+    grads = nnx.grad(lambda m: _loss(m, inputs, head))(model)
+    leaves = {canonical_key(p)[0]: np.asarray(v.get_value()) for p, v in nnx.to_flat_state(grads)}
+    assert all(np.isfinite(g).all() for g in leaves.values())
+    nonzero = [k for k, g in leaves.items() if np.abs(g).max() > 0]
+    assert len(nonzero) >= 0.9 * len(leaves) - 2, sorted(set(leaves) - set(nonzero))
+    # One SGD step lowers the loss.
+    before = float(_loss(model, inputs, head))
+    state = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree.map(lambda p, g: p - 1e-2 * g, state, grads))
+    assert float(_loss(model, inputs, head)) < before
+
+
+def test_remat_gives_the_same_gradients():
+    model = make("LongformerForTokenClassification", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    inputs = make_inputs("padded_globals", "LongformerForTokenClassification")
+    plain = nnx.grad(lambda m: m(**inputs).loss)(model)
+    model.gradient_checkpointing_enable()
+    remat = nnx.grad(lambda m: m(**inputs).loss)(model)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(remat), strict=True):
+        assert close(a, b, 1e-6)
+
+
+def test_dropout_only_in_train_mode():
+    model = make("LongformerForMaskedLM")
+    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
+    model.train()
+    a, b = model(**inputs).logits, model(**inputs).logits
+    assert not close(a, b, 1e-3)  # nnx.Rngs advance: a new mask each call
+    out = model(**inputs, output_attentions=True)
+    rows = np.asarray(out.attentions[0]).sum(-1)
+    assert not np.allclose(rows[rows > 0], 1.0)
+    model.eval()
+    assert close(model(**inputs).logits, model(**inputs).logits, 0)
+
+
+# ---------------------------------------------------------------------------------------------- scale-out
+SHARDING_SCRIPT = r"""
+import json, sys
+import numpy as np, jax, jax.numpy as jnp
+from flax import nnx
+sys.path.insert(0, sys.argv[1])
+from cases import make_inputs
+from test_flax import make
+import longformer.flax as lfx
+
+assert len(jax.devices()) == 2, jax.devices()
+head = "LongformerForSequenceClassification"
+inputs = make_inputs("padded_globals", head)
+inputs = {k: np.concatenate([v, v[:1]]) for k, v in inputs.items()}  # batch 4: divisible by 2 devices
+model = make(head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_attention_heads=4)
+single = model(**inputs, output_attentions=True)
+single_grads = nnx.grad(lambda m: m(**inputs).loss)(model)
+result = {}
+for name, shape in (("data", (2, 1)), ("model", (1, 2))):
+    mesh = lfx.make_mesh(*shape)
+    sharded = make(head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_attention_heads=4)
+    lfx.shard_model(sharded, mesh)
+    batch = {k: jax.device_put(jnp.asarray(v), lfx.batch_sharding(mesh)) for k, v in inputs.items()}
+    out = sharded(**batch, output_attentions=True)
+    kernel = sharded.longformer.encoder.layer[0].attention.self.query.kernel.get_value()
+    grads = nnx.jit(nnx.grad(lambda m, b: m(**b, num_global_slots=4).loss))(sharded, batch)
+    result[name] = {
+        "logits": float(np.abs(np.asarray(out.logits) - np.asarray(single.logits)).max()),
+        "loss": abs(float(out.loss) - float(single.loss)),
+        "attentions": float(np.abs(np.asarray(out.attentions[1]) - np.asarray(single.attentions[1])).max()),
+        "grads": max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(single_grads))),
+        "logits_devices": len(out.logits.sharding.device_set),
+        "kernel_spec": str(kernel.sharding.spec),
+    }
+print(json.dumps(result))
+"""
+
+
+def test_data_and_tensor_parallel_meshes_give_the_single_device_result(tmp_path):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARDING_SCRIPT)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    for mesh, r in result.items():
+        assert r["logits"] <= ATOL and r["loss"] <= ATOL and r["attentions"] <= ATOL, (mesh, r)
+        assert r["grads"] <= 1e-5, (mesh, r)
+        assert r["logits_devices"] == 2, (mesh, r)
+    assert result["model"]["kernel_spec"] == "P(None, 'model')"
+    assert result["data"]["kernel_spec"] in ("P()", "P(None, None)")
+
+
+def test_importing_the_flax_backend_imports_no_other_framework():
+    code = ("import sys, longformer.flax; bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]; "
+            "sys.exit(str(bad) if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
