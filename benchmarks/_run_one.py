@@ -19,7 +19,7 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", choices=["ours", "hf", "flax"], required=True)
+    ap.add_argument("--impl", choices=["pt", "hf", "flax"], required=True)
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--repeat", type=int, default=2, help="timed calls of each case")
     ap.add_argument("--threads", type=int, default=2)

@@ -1,0 +1,135 @@
+"""Forward time and peak memory of longformer.pt and longformer.flax against Hugging Face (PyTorch), same run.
+
+    python benchmarks/bench.py                                 # n = 1024, 4096, 16384; 0 and 1 global token
+    python benchmarks/bench.py --lengths 4096 --impls hf,pt    # one length, PyTorch only
+
+longformer-base shape, random weights, batch 1, fp32, eval, `torch.no_grad()`, the default allocator. Every
+measurement runs in its own process (`_run_one.py`), the implementations alternating for `--rounds` rounds, so
+allocator state and peak RSS belong to one process only; inside a process the cases without and with one global
+token alternate after a warm-up of each. Time is the best timed call; memory is the process's peak RSS above its
+RSS after the model was built. Prints a markdown table, writes it to
+docs/benchmarks.md and the raw numbers to benchmarks/results/bench.json. longformer.flax's first call per shape
+(trace + compile) is reported apart from its times; XLA uses the machine's cores as it likes (no thread setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def measure(impl: str, n: int, repeat: int, threads: int) -> dict:
+    cmd = [sys.executable, os.path.join(HERE, "_run_one.py"), "--impl", impl, "--n", str(n), "--repeat", str(repeat),
+           "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["time_s"] = {int(g): t for g, t in result["time_s"].items()}
+    return result
+
+
+def best(runs: list[dict]) -> dict:
+    """Fastest time per case and largest peak memory over the rounds of one implementation."""
+    return {"time_s": {g: min(r["time_s"][g] for r in runs) for g in (0, 1)},
+            "peak_above_weights_mb": max(r["peak_above_weights_mb"] for r in runs)}
+
+
+NAMES = {"hf": "Hugging Face", "pt": "longformer.pt", "flax": "longformer.flax"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    ap.add_argument("--impls", default="hf,pt,flax", help="comma-separated, from hf, pt, flax (hf first)")
+    ap.add_argument("--repeat", type=int, default=2, help="timed calls per case and process (16384: 1)")
+    ap.add_argument("--rounds", type=int, default=2, help="processes per implementation, alternating (16384: 1)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args()
+    impls = args.impls.split(",")
+    if impls[0] != "hf" or not set(impls) <= set(NAMES):
+        ap.error("--impls must start with hf (the reference) and name only hf, pt, flax")
+
+    results = []
+    for n in args.lengths:
+        long = n > 8192
+        runs: dict[str, list[dict]] = {impl: [] for impl in impls}
+        for _ in range(1 if long else args.rounds):
+            for impl in impls:
+                r = measure(impl, n, 1 if long else args.repeat, args.threads)
+                runs[impl].append(r)
+                print(f"  measured {impl:4s} n={n:6d}: {r['time_s'][0]:.2f} s, one global {r['time_s'][1]:.2f} s, "
+                      f"{r['peak_above_weights_mb']:.0f} MB", file=sys.stderr)
+        results.append({"n": n, **{impl: best(runs[impl]) for impl in impls}, "runs": runs})
+
+    ours = impls[1:]
+    lines = ["| n | global tokens | " + " | ".join(f"{NAMES[i]} time (s)" for i in impls) + " | "
+             + " | ".join(f"{NAMES[i]} / HF" for i in ours) + (" | flax / pt |" if {"pt", "flax"} <= set(ours) else " |"),
+             "|---:" * (2 + len(impls) + len(ours) + ({"pt", "flax"} <= set(ours))) + "|"]
+    for row in results:
+        for g in (0, 1):
+            t = {i: row[i]["time_s"][g] for i in impls}
+            cells = [f"{t[i]:.2f}" for i in impls] + [f"**{t[i] / t['hf']:.2f}x**" for i in ours]
+            if {"pt", "flax"} <= set(ours):
+                cells.append(f"{t['flax'] / t['pt']:.2f}x")
+            lines.append(f"| {row['n']} | {g} | " + " | ".join(cells) + " |")
+    memory = ["| n | " + " | ".join(f"{NAMES[i]} (MB)" for i in impls) + " | "
+              + " | ".join(f"{NAMES[i]} / HF" for i in ours) + " |", "|---:" * (1 + len(impls) + len(ours)) + "|"]
+    overhead = ["| n | " + " | ".join(NAMES[i] for i in impls) + " |", "|---:" * (1 + len(impls)) + "|"]
+    for row in results:
+        mb = {i: row[i]["peak_above_weights_mb"] for i in impls}
+        memory.append(f"| {row['n']} | " + " | ".join(f"{mb[i]:.0f}" for i in impls) + " | "
+                      + " | ".join(f"**{mb[i] / max(mb['hf'], 1):.2f}x**" for i in ours) + " |")
+        added = {i: row[i]["time_s"][1] / row[i]["time_s"][0] - 1 for i in impls}
+        overhead.append(f"| {row['n']} | " + " | ".join(f"{added[i]:+.1%}" for i in impls) + " |")
+    text = ("Forward time (best of the timed calls over all rounds):\n\n" + "\n".join(lines)
+            + "\n\nPeak memory above the weights (largest over the rounds; each process runs both cases):\n\n"
+            + "\n".join(memory)
+            + "\n\nTime added by one global token (both cases timed alternately in the same processes):\n\n"
+            + "\n".join(overhead))
+    if "flax" in impls:
+        compile_lines = ["| n | first call, no global (s) | first call, one global (s) |", "|---:|---:|---:|"]
+        for row in results:
+            first = row["runs"]["flax"][0]["first_call_s"]
+            compile_lines.append(f"| {row['n']} | {first['0']:.1f} | {first['1']:.1f} |")
+        text += ("\n\nlongformer.flax first call per shape (trace + XLA compile + one run; not in the times above):"
+                 "\n\n" + "\n".join(compile_lines))
+    env = environment(args.threads)
+    text += f"\n\nMachine: {env}.\n"
+    print(text)
+    if args.no_write:
+        return
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "bench.json"), "w") as f:
+        json.dump({"environment": env, "results": results}, f, indent=2)
+    doc = os.path.join(ROOT, "docs", "benchmarks.md")
+    with open(doc, "w") as f:
+        f.write("# Benchmarks: longformer against Hugging Face transformers (PyTorch)\n\n"
+                "Generated by `python benchmarks/bench.py` (see its docstring for the method). "
+                "longformer-base shape (12 layers, hidden 768, 12 heads, window 512), random weights, batch 1, "
+                "fp32, CPU, default allocator. Ratios are measured in the same run; absolute times on shared "
+                "machines are noise.\n\n" + text)
+    print(f"wrote {doc}", file=sys.stderr)
+
+
+def environment(threads: int) -> str:
+    import importlib.metadata as md
+
+    versions = []
+    for package in ("torch", "transformers", "jax", "flax"):
+        try:
+            versions.append(f"{package} {md.version(package)}")
+        except md.PackageNotFoundError:
+            pass
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads, "
+            + ", ".join(versions) + f", Python {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    main()
