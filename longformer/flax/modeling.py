@@ -127,16 +127,20 @@ class LongformerSelfAttention(nnx.Module):
             index = mask["slot_position"][:, :, None, None]
             global_k = jnp.take_along_axis(k, index, axis=1).transpose(0, 2, 1, 3)
             global_v = jnp.take_along_axis(v, index, axis=1).transpose(0, 2, 1, 3)
+        # Dropout keys drawn from the layer's nnx.Rngs stream only in training (the functions below are pure).
+        rate = self.dropout.rate
+        train = not self.dropout.deterministic and rate > 0
+        band_key, global_key = (self.dropout.rngs(), self.dropout.rngs()) if train else (None, None)
         context, probs = band_attention(
             q, k, v, mask["window_key"], w, band_block(w, self.query_block), global_k=global_k, global_v=global_v,
-            slot_valid=mask["slot_valid"], dropout=self.dropout, return_probs=output_attentions)
+            slot_valid=mask["slot_valid"], dropout=rate, dropout_key=band_key, return_probs=output_attentions)
         out = context.reshape(B, N, H)
         out = jnp.where(mask["padding"][:, :, None], 0.0, out).astype(context.dtype)  # padding attends to nothing
         global_probs = None
         if G:
             global_context, global_probs = global_rows(
                 h, mask["slot_position"], mask["slot_valid"], ~mask["padding"], self.query_global,
-                self.key_global, self.value_global, nh, scale, dropout=self.dropout)
+                self.key_global, self.value_global, nh, scale, dropout=rate, dropout_key=global_key)
             out = scatter_global_rows(out, global_context.reshape(B, G, H), mask["slot_position"],
                                       mask["slot_valid"])
         if probs is not None:
