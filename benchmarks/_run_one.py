@@ -19,7 +19,7 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", choices=["pt", "hf", "flax"], required=True)
+    ap.add_argument("--impl", choices=["pt", "hf", "flax", "tf-eager", "tf-xla"], required=True)
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--repeat", type=int, default=2, help="timed calls of each case")
     ap.add_argument("--threads", type=int, default=2)
@@ -28,6 +28,8 @@ def main() -> None:
 
     if args.impl == "flax":
         return run_flax(args)
+    if args.impl.startswith("tf"):
+        return run_tf(args)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -98,6 +100,48 @@ def run_flax(args) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"impl": "flax", "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
                       "first_call_s": compile_s, "peak_above_weights_mb": peak - base, "jax": jax.__version__}))
+
+
+def run_tf(args) -> None:
+    """longformer.tf eagerly, or under `tf.function(jit_compile=True)` with the global-slot count as a static
+    argument; the first call (trace + compile) is reported apart from the steady-state time."""
+    import numpy as np
+    import tensorflow as tf
+
+    from longformer import LongformerConfig
+    from longformer.tf import LongformerModel
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    model = LongformerModel(LongformerConfig(**config_kwargs(args)))
+    r = np.random.default_rng(0)
+    ids = tf.constant(r.integers(3, 50265, (1, args.n)), tf.int32)
+    one_global = np.zeros((1, args.n), dtype=np.int32)
+    one_global[0, 0] = 1
+    cases = {0: {}, 1: {"global_attention_mask": tf.constant(one_global)}}
+    if args.impl == "tf-xla":
+        compiled = {g: tf.function(lambda ids, kw, g=g: model(input_ids=ids, **kw, num_global_slots=g)
+                                   .last_hidden_state, jit_compile=True) for g in cases}
+
+        def run(g, kwargs):
+            return compiled[g](ids, kwargs)
+    else:
+        def run(g, kwargs):
+            return model(input_ids=ids, **kwargs).last_hidden_state
+    base = rss_mb()
+    first = {}
+    for g, kwargs in cases.items():
+        t = time.perf_counter()
+        run(g, kwargs).numpy()
+        first[g] = time.perf_counter() - t
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(args.repeat):
+        for g, kwargs in cases.items():
+            t = time.perf_counter()
+            run(g, kwargs).numpy()
+            times[g].append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"impl": args.impl, "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
+                      "first_call_s": first, "peak_above_weights_mb": peak - base, "tf": tf.__version__}))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""Forward time and peak memory of longformer.pt and longformer.flax against Hugging Face (PyTorch), same run.
+"""Forward time and peak memory of longformer.pt, .flax and .tf against Hugging Face (PyTorch), same run.
 
-    python benchmarks/bench.py                                 # n = 1024, 4096, 16384; 0 and 1 global token
-    python benchmarks/bench.py --lengths 4096 --impls hf,pt    # one length, PyTorch only
+    python benchmarks/bench.py                                 # n = 1024, 4096, 16384; hf, pt, flax
+    python benchmarks/bench.py --lengths 4096 --impls hf,pt,tf-eager,tf-xla --output benchmarks-tf
 
 longformer-base shape, random weights, batch 1, fp32, eval, `torch.no_grad()`, the default allocator. Every
 measurement runs in its own process (`_run_one.py`), the implementations alternating for `--rounds` rounds, so
 allocator state and peak RSS belong to one process only; inside a process the cases without and with one global
 token alternate after a warm-up of each. Time is the best timed call; memory is the process's peak RSS above its
-RSS after the model was built. Prints a markdown table, writes it to
-docs/benchmarks.md and the raw numbers to benchmarks/results/bench.json. longformer.flax's first call per shape
-(trace + compile) is reported apart from its times; XLA uses the machine's cores as it likes (no thread setting).
+RSS after the model was built. Prints a markdown table, writes it to docs/benchmarks.md and the raw numbers to
+benchmarks/results/benchmarks.json (`--output` renames both). The compiled implementations' first call per shape
+(trace + compile) is reported apart from their times; XLA uses the machine's cores as it likes.
 """
 
 from __future__ import annotations
@@ -40,21 +40,23 @@ def best(runs: list[dict]) -> dict:
             "peak_above_weights_mb": max(r["peak_above_weights_mb"] for r in runs)}
 
 
-NAMES = {"hf": "Hugging Face", "pt": "longformer.pt", "flax": "longformer.flax"}
+NAMES = {"hf": "Hugging Face", "pt": "longformer.pt", "flax": "longformer.flax", "tf-eager": "longformer.tf eager",
+         "tf-xla": "longformer.tf XLA"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
-    ap.add_argument("--impls", default="hf,pt,flax", help="comma-separated, from hf, pt, flax (hf first)")
+    ap.add_argument("--impls", default="hf,pt,flax", help=f"comma-separated, from {', '.join(NAMES)} (hf first)")
     ap.add_argument("--repeat", type=int, default=2, help="timed calls per case and process (16384: 1)")
     ap.add_argument("--rounds", type=int, default=2, help="processes per implementation, alternating (16384: 1)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--output", default="benchmarks", help="writes docs/<output>.md and benchmarks/results/<output>.json")
     args = ap.parse_args()
     impls = args.impls.split(",")
     if impls[0] != "hf" or not set(impls) <= set(NAMES):
-        ap.error("--impls must start with hf (the reference) and name only hf, pt, flax")
+        ap.error(f"--impls must start with hf (the reference) and name only {', '.join(NAMES)}")
 
     results = []
     for n in args.lengths:
@@ -93,22 +95,25 @@ def main() -> None:
             + "\n".join(memory)
             + "\n\nTime added by one global token (both cases timed alternately in the same processes):\n\n"
             + "\n".join(overhead))
-    if "flax" in impls:
-        compile_lines = ["| n | first call, no global (s) | first call, one global (s) |", "|---:|---:|---:|"]
+    compiled = [i for i in impls if i in ("flax", "tf-xla")]
+    if compiled:
+        compile_lines = ["| n | implementation | first call, no global (s) | first call, one global (s) |",
+                         "|---:|---|---:|---:|"]
         for row in results:
-            first = row["runs"]["flax"][0]["first_call_s"]
-            compile_lines.append(f"| {row['n']} | {first['0']:.1f} | {first['1']:.1f} |")
-        text += ("\n\nlongformer.flax first call per shape (trace + XLA compile + one run; not in the times above):"
-                 "\n\n" + "\n".join(compile_lines))
+            for i in compiled:
+                first = row["runs"][i][0]["first_call_s"]
+                compile_lines.append(f"| {row['n']} | {NAMES[i]} | {first['0']:.1f} | {first['1']:.1f} |")
+        text += ("\n\nFirst call per shape of the compiled implementations (trace + XLA compile + one run; not in "
+                 "the times above):\n\n" + "\n".join(compile_lines))
     env = environment(args.threads)
     text += f"\n\nMachine: {env}.\n"
     print(text)
     if args.no_write:
         return
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "bench.json"), "w") as f:
+    with open(os.path.join(HERE, "results", f"{args.output}.json"), "w") as f:
         json.dump({"environment": env, "results": results}, f, indent=2)
-    doc = os.path.join(ROOT, "docs", "benchmarks.md")
+    doc = os.path.join(ROOT, "docs", f"{args.output}.md")
     with open(doc, "w") as f:
         f.write("# Benchmarks: longformer against Hugging Face transformers (PyTorch)\n\n"
                 "Generated by `python benchmarks/bench.py` (see its docstring for the method). "
@@ -122,7 +127,7 @@ def environment(threads: int) -> str:
     import importlib.metadata as md
 
     versions = []
-    for package in ("torch", "transformers", "jax", "flax"):
+    for package in ("torch", "transformers", "jax", "flax", "tensorflow-cpu"):
         try:
             versions.append(f"{package} {md.version(package)}")
         except md.PackageNotFoundError:

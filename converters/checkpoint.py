@@ -1,7 +1,8 @@
 """Read and write checkpoints in the canonical form: Hugging Face PyTorch names and layouts.
 
 Formats read here: `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), `pytorch_model.bin`
-(loaded with `weights_only=True`) and its sharded index. Tensors come back as NumPy arrays (`framework="numpy"`),
+(loaded with `weights_only=True`) and its sharded index, Hugging Face 4.x `tf_model.h5` (read by name with h5py,
+kernels transposed into torch's layout) and its sharded index. Tensors come back as NumPy arrays (`framework="numpy"`),
 torch tensors (`framework="pt"`) or jax arrays (`framework="flax"`); the last two keep bf16. Writing always goes
 through a temporary file renamed into place, so a failure never leaves a half-written checkpoint behind.
 """
@@ -19,6 +20,8 @@ SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 PT_WEIGHTS = "pytorch_model.bin"
 PT_INDEX = "pytorch_model.bin.index.json"
+TF_WEIGHTS = "tf_model.h5"
+TF_INDEX = "tf_model.h5.index.json"
 
 
 class CheckpointError(ValueError):
@@ -36,7 +39,11 @@ def checkpoint_format(path: str) -> str:
         return "pt"
     if name.endswith(".bin.index.json"):
         return "pt-sharded"
-    raise CheckpointError(f"{path}: unknown checkpoint format (expected .safetensors, .bin or a shard index).")
+    if name.endswith(".h5"):
+        return "tf-h5"
+    if name.endswith(".h5.index.json"):
+        return "tf-h5-sharded"
+    raise CheckpointError(f"{path}: unknown checkpoint format (expected .safetensors, .bin, .h5 or a shard index).")
 
 
 def read_index(path: str) -> dict[str, str]:
@@ -92,6 +99,57 @@ def read_torch_bin(path: str, framework: str = "pt") -> dict[str, Any]:
     return state
 
 
+def tf_name_to_canonical(name: str) -> tuple[str, bool] | None:
+    """A Hugging Face 4.x TF weight name -> (canonical key, stored transposed?); None for names to skip.
+
+    `tf_longformer_for_masked_lm/longformer/encoder/layer_._0/attention/self/query/kernel:0` ->
+    `longformer.encoder.layer.0.attention.self.query.weight` (kernels are the transpose of torch's weights)."""
+    parts = name.split(":")[0].replace("_._", "/").split("/")
+    # Drop the h5 layer group and the model name: everything up to the first `tf_longformer...` component (a
+    # shard of a sharded file stores the names without them).
+    starts = [i for i, p in enumerate(parts) if p.startswith("tf_longformer")]
+    parts = parts[starts[0] + 1:] if starts else parts
+    if not parts:
+        return None
+    *parents, leaf = parts
+    renames = {"kernel": ("weight", True), "embeddings": ("weight", False), "gamma": ("weight", False),
+               "beta": ("bias", False), "weight": ("weight", False), "bias": ("bias", False)}
+    if leaf not in renames:
+        return None
+    new_leaf, transposed = renames[leaf]
+    return ".".join([*parents, new_leaf]), transposed
+
+
+def read_tf_h5(path: str) -> dict[str, Any]:
+    """All weights of a Hugging Face 4.x `tf_model.h5` (Keras-2 `save_weights` layout, or one shard of it), read by
+    name with h5py, as canonical NumPy arrays. Repeated variables (the MLM head's copy of the embeddings) once."""
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError("Reading tf_model.h5 needs h5py: pip install 'longformer[tf]' (or pip install h5py).") from e
+    import numpy as np
+
+    state: dict[str, Any] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            datasets: list[tuple[str, Any]] = []
+            f.visititems(lambda name, obj: datasets.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+            for name, obj in datasets:
+                mapped = tf_name_to_canonical(name)
+                if mapped is None or mapped[0] in state:
+                    continue
+                key, transposed = mapped
+                value = np.asarray(obj[()])
+                state[key] = np.ascontiguousarray(value.T) if transposed and value.ndim == 2 else value
+    except OSError as e:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise CheckpointError(f"{path} ({size} bytes) is not a readable HDF5 file: {e}. It may be truncated or "
+                              "corrupt; fetch or convert it again.") from e
+    if not state:
+        raise CheckpointError(f"{path} holds no Hugging Face TF Longformer weights.")
+    return state
+
+
 def _torch_to_numpy(t: Any) -> Any:
     import torch
 
@@ -109,6 +167,13 @@ def read_checkpoint(path: str, framework: str = "numpy", shard_paths: list[str] 
         return read_safetensors(path, framework)
     if fmt == "pt":
         return read_torch_bin(path, framework)
+    if fmt == "tf-h5":
+        state = read_tf_h5(path)
+        if framework == "pt":
+            import torch
+
+            return {k: torch.from_numpy(v) for k, v in state.items()}
+        return state
     weight_map = read_index(path)
     files = sorted(set(weight_map.values()))
     if shard_paths is None:
@@ -119,7 +184,10 @@ def read_checkpoint(path: str, framework: str = "numpy", shard_paths: list[str] 
             raise CheckpointError(f"{path} names shard {os.path.basename(shard)}, which does not exist.")
         part = read_checkpoint(shard, framework)
         state.update(part)
-    missing = sorted(set(weight_map) - set(state))
+    names = weight_map
+    if fmt == "tf-h5-sharded":  # the index names TF variables; the shards were read into canonical keys
+        names = {m[0] for m in map(tf_name_to_canonical, weight_map) if m is not None}
+    missing = sorted(set(names) - set(state))
     if missing:
         raise CheckpointError(f"{path} lists tensors that no shard holds: {missing[:10]}")
     return state

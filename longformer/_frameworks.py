@@ -7,7 +7,7 @@ import importlib.util
 from types import ModuleType
 
 # backend / framework module -> the pip extra that installs it
-EXTRAS = {"torch": "torch", "tensorflow": "tf", "jax": "flax", "flax": "flax"}
+EXTRAS = {"torch": "torch", "tensorflow": "tf", "keras": "tf", "jax": "flax", "flax": "flax"}
 
 
 def require(module: str) -> ModuleType:

@@ -15,6 +15,8 @@ WEIGHTS_FILES = (
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
+    "tf_model.h5",
+    "tf_model.h5.index.json",
 )
 
 _HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")

@@ -52,6 +52,15 @@ class ModelOutput:
     def __len__(self) -> int:
         return len(self.to_tuple())
 
+    # tf.nest's custom-structure protocol, so outputs pass through tf.function (no TensorFlow import here).
+    def __tf_flatten__(self):
+        names = tuple(f.name for f in dataclasses.fields(self))
+        return names, tuple(getattr(self, name) for name in names)
+
+    @classmethod
+    def __tf_unflatten__(cls, names, components):
+        return cls(**dict(zip(names, components, strict=True)))
+
 
 @dataclass
 class LongformerBaseModelOutput(ModelOutput):

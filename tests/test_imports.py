@@ -23,3 +23,11 @@ def test_missing_torch_names_the_extra():
     result = run("import sys\nsys.modules['torch'] = None\nimport longformer.pt")
     assert result.returncode != 0
     assert "pip install 'longformer[torch]'" in result.stderr
+
+
+def test_missing_jax_and_tensorflow_name_their_extras():
+    result = run("import sys\nsys.modules['jax'] = None\nimport longformer.flax")
+    assert result.returncode != 0 and "pip install 'longformer[flax]'" in result.stderr
+    result = run("import sys, os\nos.environ.pop('KERAS_BACKEND', None)\nsys.modules['tensorflow'] = None\n"
+                 "import longformer.tf")
+    assert result.returncode != 0 and "pip install 'longformer[tf]'" in result.stderr

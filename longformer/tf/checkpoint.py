@@ -1,0 +1,130 @@
+"""`from_pretrained` / `save_pretrained` for the TensorFlow backend, through one name/layout table.
+
+A weight's canonical key is the chain of Keras layer *names* below the model (each layer is named after its
+Hugging Face attribute: `encoder`, `layer.0`, `attention`, `self`, `query`) plus its variable name renamed by
+`LAYOUT`. `keras.layers.Dense` stores `kernel` as (in, out), the transpose of torch's `weight` (out, in).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetensors
+from converters.names import match_names
+
+from ..config import LongformerConfig
+from ..hub import _HUB_KEYS, resolve_checkpoint
+
+# Keras variable name -> (canonical leaf name, transposed?)
+LAYOUT = {"kernel": ("weight", True), "gamma": ("weight", False), "beta": ("bias", False),
+          "embeddings": ("weight", False), "bias": ("bias", False)}
+
+
+def _sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layer's direct sublayers (attributes, and lists of them), in definition order."""
+    out = []
+    for value in vars(layer).values():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out.extend(v for v in items if isinstance(v, keras.layers.Layer) and v not in out)
+    return out
+
+
+def canonical_variables(model: keras.layers.Layer) -> dict[str, tuple[Any, bool]]:
+    """canonical key -> (Keras variable, stored transposed?) for every weight of `model`."""
+    out: dict[str, tuple[Any, bool]] = {}
+
+    def visit(layer, prefix):
+        children = _sublayers(layer)
+        inner = {id(v) for child in children for v in child.weights}
+        for variable in layer.weights:
+            if id(variable) not in inner:
+                leaf, transposed = LAYOUT[variable.name]
+                out[prefix + leaf] = (variable, transposed)
+        for child in children:
+            visit(child, prefix + child.name + ".")
+
+    visit(model, "")
+    return out
+
+
+def canonical_state(model: keras.layers.Layer) -> dict[str, np.ndarray]:
+    return {key: (np.asarray(var.numpy()).T if transposed else np.asarray(var.numpy()))
+            for key, (var, transposed) in canonical_variables(model).items()}
+
+
+def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
+                    **kwargs: Any):
+    hub = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KEYS}
+    if config is None:
+        config = LongformerConfig.from_pretrained(
+            os.path.dirname(os.fspath(name_or_path)) if os.path.isfile(os.fspath(name_or_path)) else name_or_path,
+            **hub)
+    else:
+        config = config.copy()
+    for key, value in kwargs.items():
+        if key == "num_labels":
+            config.num_labels = value
+        elif hasattr(config, key):
+            setattr(config, key, value)
+        else:
+            raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r} (not a config field nor a "
+                            f"Hub option {list(_HUB_KEYS)}).")
+    config.validate()
+
+    weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
+    state = read_checkpoint(weights, framework="numpy", shard_paths=shard_paths)
+    model = _build(cls, config, dtype)
+    report = load_canonical_state(model, state, source=weights)
+    return (model, report.as_dict()) if output_loading_info else model
+
+
+def _build(cls, config: LongformerConfig, dtype):
+    """The model, with its variables and compute in `dtype` ("bfloat16", "float16", ...) when given."""
+    if dtype is None:
+        return cls(config)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(tf.as_dtype(dtype).name)
+    try:
+        return cls(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def load_canonical_state(model: keras.layers.Layer, state: dict[str, Any], source: str = "checkpoint"):
+    """Copy canonical tensors into `model`; raise on shape mismatches, warn about missing or unused tensors."""
+    where = canonical_variables(model)
+    expected = {k: tuple(v.shape)[::-1] if t else tuple(v.shape) for k, (v, t) in where.items()}
+    report = match_names(expected, {k: tuple(np.shape(v)) for k, v in state.items()},
+                         model_has_prefix=hasattr(model, model.base_model_prefix), tied=set(model.tied_keys()),
+                         source=source)
+    if not any(".pooler." in k or k.startswith("pooler.") for k in expected):
+        # Heads without a pooler ignore a checkpoint's pooler silently, as Hugging Face does.
+        report.unexpected_keys = [k for k in report.unexpected_keys if "pooler." not in k]
+    for model_key, ckpt_key in report.mapping.items():
+        variable, transposed = where[model_key]
+        value = np.asarray(state[ckpt_key])
+        variable.assign(tf.cast(value.T if transposed else value, variable.dtype))
+    if report.missing_keys:
+        warnings.warn(f"{type(model).__name__}: not in {source}, newly initialised (train before use): "
+                      f"{report.missing_keys}", stacklevel=3)
+    if report.unexpected_keys:
+        warnings.warn(f"{type(model).__name__}: tensors of {source} this model does not use: "
+                      f"{report.unexpected_keys}", stacklevel=3)
+    return report
+
+
+def save_pretrained(model: keras.layers.Layer, save_directory: str | os.PathLike) -> None:
+    save_directory = os.fspath(save_directory)
+    if os.path.isfile(save_directory):
+        raise ValueError(f"{save_directory} is a file; save_pretrained needs a folder.")
+    state = {k: (v.astype(np.float32) if v.dtype.name == "bfloat16" else v) for k, v in canonical_state(model).items()}
+    write_safetensors(state, os.path.join(save_directory, SAFE_WEIGHTS))
+    config = model.config.copy()
+    config.extra["architectures"] = [type(model).__name__]
+    config.save_pretrained(save_directory)

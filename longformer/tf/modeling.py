@@ -1,0 +1,868 @@
+"""Longformer (Beltagy et al., 2020, arXiv:2004.05150) as Keras 3 layers calling TensorFlow ops.
+
+The same modules as `longformer/pt/modeling.py`, in the same order and under the same attribute names (each Keras
+layer is also *named* after its attribute), so that a weight's attribute path is its Hugging Face checkpoint key
+(`checkpoint.py` maps `kernel` / `gamma` / `beta` / `embeddings`). The attention maths lives in `attention.py`.
+Read top to bottom: embeddings, attention, layer, encoder, base model, heads.
+
+Everything in `call` is a TF op on tensors whose shapes may be dynamic, so a model runs eagerly, inside
+`tf.function`, under XLA (`jit_compile=True`), in `model.fit` and in an exported SavedModel. The number of global
+slots is read from the data when the inputs are eager tensors; inside a graph pass `num_global_slots=G`, or every
+position gets a slot (correct, slower).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from .. import semantics
+from ..config import LongformerConfig
+from ..outputs import (
+    LongformerBaseModelOutputWithPooling,
+    LongformerMaskedLMOutput,
+    LongformerMultipleChoiceModelOutput,
+    LongformerQuestionAnsweringModelOutput,
+    LongformerSequenceClassifierOutput,
+    LongformerTokenClassifierOutput,
+)
+from .attention import QUERY_BLOCK, band_attention, band_block, global_rows, global_slots, scatter_global_rows
+from .checkpoint import load_pretrained, save_pretrained
+
+
+def _init(config: LongformerConfig):
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+def _dense(units: int, config: LongformerConfig, name: str) -> keras.layers.Dense:
+    return keras.layers.Dense(units, kernel_initializer=_init(config), name=name)
+
+
+def _layer_norm(config: LongformerConfig, name: str) -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
+
+
+def _lookup(embed: keras.layers.Embedding, ids: tf.Tensor, padding_idx: int | None = None) -> tf.Tensor:
+    """Rows of an embedding table; the padding row gets no gradient (torch's `padding_idx`)."""
+    x = tf.gather(embed.embeddings, ids)
+    if padding_idx is None:
+        return x
+    return tf.where((ids == padding_idx)[..., None], tf.stop_gradient(x), x)
+
+
+# ---------------------------------------------------------------------------------------------- embeddings
+class LongformerEmbeddings(keras.layers.Layer):
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = config.pad_token_id
+        H = config.hidden_size
+        self.word_embeddings = keras.layers.Embedding(config.vocab_size, H, embeddings_initializer=_init(config),
+                                                      name="word_embeddings")
+        self.position_embeddings = keras.layers.Embedding(config.max_position_embeddings, H,
+                                                          embeddings_initializer=_init(config),
+                                                          name="position_embeddings")
+        self.token_type_embeddings = keras.layers.Embedding(config.type_vocab_size, H,
+                                                            embeddings_initializer=_init(config),
+                                                            name="token_type_embeddings")
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
+
+    def build(self, input_shape=None):
+        for embed in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
+            embed.build((None,))
+        self.LayerNorm.build((None, None, self.word_embeddings.output_dim))
+        self.built = True
+
+    def call(self, input_ids, token_type_ids, position_ids, inputs_embeds, training=False):
+        if inputs_embeds is None:
+            inputs_embeds = _lookup(self.word_embeddings, input_ids, self.pad)
+        x = (inputs_embeds + _lookup(self.position_embeddings, position_ids, self.pad)
+             + _lookup(self.token_type_embeddings, token_type_ids))
+        return self.dropout(self.LayerNorm(x), training=training)
+
+
+# ---------------------------------------------------------------------------------------------- attention
+class LongformerSelfAttention(keras.layers.Layer):
+    """Projections of one layer; the sliding-window + global attention itself is in `attention.py`."""
+
+    def __init__(self, config: LongformerConfig, layer_id: int, **kwargs):
+        super().__init__(**kwargs)
+        H = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.window = config.attention_windows[layer_id]
+        self.dropout_rate = config.attention_probs_dropout_prob
+        self.query_block = QUERY_BLOCK  # query rows per band block (rounded down to a divisor of the window)
+        self.query = _dense(H, config, "query")
+        self.key = _dense(H, config, "key")
+        self.value = _dense(H, config, "value")
+        self.query_global = _dense(H, config, "query_global")
+        self.key_global = _dense(H, config, "key_global")
+        self.value_global = _dense(H, config, "value_global")
+
+    def build(self, input_shape=None):
+        H = self.num_heads * self.head_dim
+        for dense in (self.query, self.key, self.value, self.query_global, self.key_global, self.value_global):
+            dense.build((None, None, H))
+        self.built = True
+
+    def call(self, h, masks: dict[str, Any], output_attentions: bool = False, training=False):
+        B, N, H = _shape(h)
+        nh, hd, w = self.num_heads, self.head_dim, self.window // 2
+        scale = 1.0 / math.sqrt(hd)
+        q = tf.reshape(self.query(h) * scale, [B, N, nh, hd])
+        k = tf.reshape(self.key(h), [B, N, nh, hd])
+        v = tf.reshape(self.value(h), [B, N, nh, hd])
+        has_global = masks["slot_position"] is not None
+        global_k = global_v = None
+        if has_global:  # the local keys and values of the global tokens, (B, nh, G, hd)
+            global_k = tf.transpose(tf.gather(k, masks["slot_position"], axis=1, batch_dims=1), [0, 2, 1, 3])
+            global_v = tf.transpose(tf.gather(v, masks["slot_position"], axis=1, batch_dims=1), [0, 2, 1, 3])
+        context, probs = band_attention(
+            q, k, v, masks["window_key"], w, band_block(w, self.query_block), global_k=global_k, global_v=global_v,
+            slot_valid=masks["slot_valid"], dropout=self.dropout_rate, training=training,
+            return_probs=output_attentions)
+        out = tf.reshape(context, [B, N, H])
+        out = tf.where(masks["padding"][:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
+        global_probs = None
+        if has_global:
+            global_context, global_probs = global_rows(
+                h, masks["slot_position"], masks["slot_valid"], tf.logical_not(masks["padding"]), self.query_global,
+                self.key_global, self.value_global, nh, scale, dropout=self.dropout_rate, training=training)
+            out = scatter_global_rows(out, tf.reshape(global_context, [B, -1, H]), masks["slot_position"],
+                                      masks["slot_valid"])
+        if probs is not None:
+            # Rows of global tokens (their result comes from global_rows) and of padding carry no local attention.
+            probs = tf.where((masks["is_global"] | masks["padding"])[:, None, :, None], tf.zeros((), probs.dtype), probs)
+        return out, probs, global_probs
+
+
+class LongformerSelfOutput(keras.layers.Layer):
+    """dense -> dropout -> + residual -> LayerNorm (after attention, and after the FFN as `LongformerOutput`)."""
+
+    def __init__(self, config: LongformerConfig, in_features: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.in_features = in_features or config.hidden_size
+        self.dense = _dense(config.hidden_size, config, "dense")
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.in_features))
+        self.LayerNorm.build((None, None, self.dense.units))
+        self.built = True
+
+    def call(self, x, residual, training=False):
+        return self.LayerNorm(self.dropout(self.dense(x), training=training) + residual)
+
+
+class LongformerAttention(keras.layers.Layer):
+    def __init__(self, config: LongformerConfig, layer_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.self = LongformerSelfAttention(config, layer_id, name="self")
+        self.output_ = LongformerSelfOutput(config, name="output")
+
+    def build(self, input_shape=None):
+        self.self.build()
+        self.output_.build()
+        self.built = True
+
+    def call(self, h, masks, output_attentions=False, training=False):
+        out, probs, global_probs = self.self(h, masks=masks, output_attentions=output_attentions, training=training)
+        return self.output_(out, h, training=training), probs, global_probs
+
+
+# ---------------------------------------------------------------------------------------------- layer, encoder
+class LongformerIntermediate(keras.layers.Layer):
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = config.hidden_size
+        self.dense = _dense(config.intermediate_size, config, "dense")
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.hidden_size))
+        self.built = True
+
+    def call(self, x):
+        return tf.nn.gelu(self.dense(x), approximate=False)  # exact (erf) GELU
+
+
+class LongformerOutput(LongformerSelfOutput):
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(config, in_features=config.intermediate_size, **kwargs)
+
+
+class LongformerLayer(keras.layers.Layer):
+    """Post-LayerNorm block: attention, then the feed-forward network, each with a residual."""
+
+    def __init__(self, config: LongformerConfig, layer_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = LongformerAttention(config, layer_id, name="attention")
+        self.intermediate = LongformerIntermediate(config, name="intermediate")
+        self.output_ = LongformerOutput(config, name="output")
+
+    def build(self, input_shape=None):
+        for sub in (self.attention, self.intermediate, self.output_):
+            sub.build()
+        self.built = True
+
+    def call(self, h, masks, output_attentions=False, training=False):
+        a, probs, global_probs = self.attention(h, masks=masks, output_attentions=output_attentions, training=training)
+        out = self.output_(self.intermediate(a), a, training=training)
+        return out, probs, global_probs
+
+
+class LongformerEncoder(keras.layers.Layer):
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = [LongformerLayer(config, i, name=f"layer.{i}") for i in range(config.num_hidden_layers)]
+        self.gradient_checkpointing = False
+
+    def build(self, input_shape=None):
+        for layer in self.layer:
+            layer.build()
+        self.built = True
+
+    def call(self, h, masks, output_attentions=False, output_hidden_states=False, training=False):
+        all_hidden, all_attn, all_global = [], [], []
+        for layer in self.layer:
+            if output_hidden_states:
+                all_hidden.append(h)
+            if self.gradient_checkpointing and training:
+                h, probs, global_probs = _recompute_grad(layer, h, masks, output_attentions)
+            else:
+                h, probs, global_probs = layer(h, masks=masks, output_attentions=output_attentions, training=training)
+            if output_attentions:
+                all_attn.append(probs)
+                all_global.append(global_probs)
+        if output_hidden_states:
+            all_hidden.append(h)
+        return h, all_hidden, all_attn, all_global
+
+
+def _recompute_grad(layer: LongformerLayer, h, masks, output_attentions):
+    """Gradient checkpointing: keep only the layer's input; recompute its activations in the backward pass."""
+    @tf.recompute_grad
+    def run(x):
+        return layer(x, masks=masks, output_attentions=False, training=True)[0]
+
+    if output_attentions:  # attention maps are outputs: compute them normally
+        return layer(h, masks=masks, output_attentions=output_attentions, training=True)
+    return run(h), None, None
+
+
+class LongformerPooler(keras.layers.Layer):
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = config.hidden_size
+        self.dense = _dense(config.hidden_size, config, "dense")
+
+    def build(self, input_shape=None):
+        self.dense.build((None, self.hidden_size))
+        self.built = True
+
+    def call(self, h):
+        return tf.tanh(self.dense(h[:, 0]))
+
+
+def _shape(x: tf.Tensor):
+    """(B, N, H): static sizes where known, dynamic ones otherwise."""
+    dynamic = tf.shape(x)
+    return tuple(s if s is not None else dynamic[i] for i, s in enumerate(x.shape))
+
+
+# ---------------------------------------------------------------------------------------------- base classes
+INPUT_NAMES = ("input_ids", "attention_mask", "global_attention_mask", "token_type_ids", "position_ids",
+               "inputs_embeds")
+
+
+class LongformerPreTrainedModel(keras.Model):
+    """Input handling, Keras training/serving hooks, checkpoint loading and saving shared by every class below."""
+
+    base_model_prefix = "longformer"
+    config_class = LongformerConfig
+    label_names: tuple[str, ...] = ("labels",)
+    output_class = LongformerBaseModelOutputWithPooling
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        if not isinstance(config, LongformerConfig):
+            raise TypeError(f"config must be a LongformerConfig, got {type(config).__name__}.")
+        config.validate()
+        super().__init__(**kwargs)
+        self.config = config
+        self.loss_tracker = keras.metrics.Mean(name="loss")  # what fit / evaluate report
+
+    def tied_keys(self) -> tuple[str, ...]:
+        """Canonical keys that are aliases of other weights: not saved, not expected in checkpoints."""
+        return ()
+
+    def gradient_checkpointing_enable(self) -> None:
+        self._base().encoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self._base().encoder.gradient_checkpointing = False
+
+    def _base(self) -> LongformerModel:
+        return self if isinstance(self, LongformerModel) else getattr(self, self.base_model_prefix)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,
+                        dtype=None, output_loading_info: bool = False, **kwargs: Any):
+        """Load a Longformer checkpoint (folder, file or Hub id): `model.safetensors` (no torch needed), sharded
+        safetensors, `pytorch_model.bin` (needs torch), or Hugging Face 4.x `tf_model.h5` (sharded or not).
+        Keyword arguments that are config fields (`num_labels=3`) update the config; `revision`, `cache_dir`,
+        `local_files_only`, `token` go to the Hub."""
+        return load_pretrained(cls, name_or_path, config=config, dtype=dtype,
+                               output_loading_info=output_loading_info, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write `config.json` and `model.safetensors` (Hugging Face names and layouts; tied tensors once)."""
+        save_pretrained(self, save_directory)
+
+    # ------------------------------------------------------------------ Keras workflow
+    def train_step(self, data):
+        """`model.fit` on batches that carry their labels (`labels`, or `start_positions`/`end_positions`)."""
+        x = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            loss = self(**x, training=True, return_dict=True).loss
+        if loss is None:
+            raise ValueError(f"model.fit needs the labels in the inputs: {list(self.label_names)}.")
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        self.loss_tracker.update_state(self(**x, training=False, return_dict=True).loss)
+        return {"loss": self.loss_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def serving_fields(self) -> tuple[str, ...]:
+        """The output fields a SavedModel's serving signature returns."""
+        return ("logits",)
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, input_signature=None, **kwargs):
+        """SavedModel with a serving signature: int32 `input_ids`, `attention_mask`, `global_attention_mask` of
+        any batch and length (multiple choice: any number of choices too); returns the head's output fields."""
+        if input_signature is None:
+            shape = [None, None, None] if isinstance(self, LongformerForMultipleChoice) else [None, None]
+            input_signature = [{name: tf.TensorSpec(shape, tf.int32, name=name)
+                                for name in ("input_ids", "attention_mask", "global_attention_mask")}]
+        export = keras.export.ExportArchive()
+        export.track(self)
+        fields = self.serving_fields()
+
+        def serve(inputs):
+            out = self(**inputs, training=False, return_dict=True)
+            return {f: getattr(out, f) for f in fields}
+
+        export.add_endpoint("serve", serve, input_signature=input_signature)
+        export.write_out(filepath, verbose=verbose)
+
+    # ------------------------------------------------------------------ one forward
+    def _run(self, inputs: dict[str, Any], labels: dict[str, Any], *, output_attentions, output_hidden_states,
+             return_dict, num_global_slots, training, head):
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+        base = self._base()
+        padded, n_in, x, G = _prepare_inputs(config, inputs, num_global_slots)
+        out = base.encode(padded, n_in=n_in, num_slots=G, output_attentions=bool(output_attentions),
+                          output_hidden_states=bool(output_hidden_states), training=training)
+        if output_attentions:
+            # Global columns: the batch's x global tokens, not the G slots.
+            out["attentions"] = tuple(tf.concat([p[..., :x], p[..., G:]], axis=-1) for p in out["attentions"])
+            if out["global_attentions"] is not None:
+                out["global_attentions"] = tuple(g[..., :x] for g in out["global_attentions"])
+        result = self.output_class(**head(out, {k: _as_tensor(v) for k, v in labels.items()}))
+        return result if return_dict else result.to_tuple()
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def _is_symbolic(*tensors) -> bool:
+    return any(t is not None and not tf.executing_eagerly() for t in tensors) or any(
+        t is not None and not hasattr(t, "numpy") for t in tensors)
+
+
+def _as_tensor(x, dtype=None):
+    if x is None:
+        return None
+    if isinstance(x, dict):
+        raise TypeError("Pass inputs by keyword (model(**batch)); a dict goes in as the first argument only.")
+    t = tf.convert_to_tensor(x)
+    return t if dtype is None or t.dtype == dtype else tf.cast(t, dtype)
+
+
+def _check_values(config: LongformerConfig, input_ids, attention_mask, global_attention_mask, token_type_ids):
+    """Data checks (ids in range, no global padding) on eager tensors; skipped in graphs: they need values."""
+    for name, ids, size in (("input_ids", input_ids, config.vocab_size),
+                            ("token_type_ids", token_type_ids, config.type_vocab_size)):
+        if ids is not None and not _is_symbolic(ids) and int(tf.size(ids)):
+            low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+            if low < 0 or high >= size:
+                raise ValueError(semantics.ids_out_of_range_message(name, low, high, size))
+    if global_attention_mask is not None and attention_mask is not None:
+        if not _is_symbolic(global_attention_mask, attention_mask):
+            if bool(tf.reduce_any((global_attention_mask != 0) & (attention_mask == 0))):
+                raise ValueError(semantics.GLOBAL_ON_PADDING_MESSAGE)
+
+
+def _position_ids(config: LongformerConfig, input_ids, position_ids, B, N) -> tf.Tensor:
+    pad = config.pad_token_id
+    if position_ids is None:
+        if input_ids is not None:
+            real = tf.cast(input_ids != pad, tf.int32)
+            position_ids = tf.cumsum(real, axis=1) * real + pad
+        else:
+            position_ids = tf.broadcast_to(tf.range(pad + 1, N + pad + 1)[None, :], [B, N])
+    if not _is_symbolic(position_ids):
+        low, high = int(tf.reduce_min(position_ids)), int(tf.reduce_max(position_ids))
+        if high >= config.max_position_embeddings:
+            raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
+        if low < 0:
+            raise ValueError(f"position_ids must be non-negative, got {low}.")
+    return position_ids
+
+
+def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global_slots):
+    """Check, merge the masks, right-pad to a multiple of the largest window; pick the number of global slots.
+
+    Returns (padded inputs, input length, x = largest global count, G = slots); sizes are Python ints for eager
+    inputs with static shapes and tensors otherwise."""
+    input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
+        _as_tensor(inputs.get(k), tf.int32) for k in INPUT_NAMES[:5])
+    inputs_embeds = _as_tensor(inputs.get("inputs_embeds"))
+    static = {name: (None if t is None else tuple(-1 if d is None else d for d in t.shape))
+              for name, t in zip(INPUT_NAMES, (input_ids, attention_mask, global_attention_mask, token_type_ids,
+                                               position_ids, inputs_embeds), strict=True)}
+    semantics.check_input_shapes(**static, hidden_size=config.hidden_size)
+    _check_values(config, input_ids, attention_mask, global_attention_mask, token_type_ids)
+
+    ref = input_ids if input_ids is not None else inputs_embeds
+    B, n_in = _shape(ref)[:2]
+    # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
+    merged = tf.ones([B, n_in], tf.int32) if attention_mask is None else attention_mask
+    if global_attention_mask is not None:
+        merged = merged * (global_attention_mask + 1)
+    W = config.max_attention_window
+    pad = (W - n_in % W) % W
+    N = n_in + pad
+
+    def right_pad(t, value=0):
+        if t is None:
+            return None
+        return tf.pad(t, [[0, 0], [0, pad]] + [[0, 0]] * (len(t.shape) - 2), constant_values=value)
+
+    input_ids = right_pad(input_ids, config.pad_token_id)
+    position_ids = right_pad(position_ids, config.pad_token_id)
+    # Padding rows are masked everywhere, so their content never reaches an output.
+    inputs_embeds = right_pad(inputs_embeds)
+    token_type_ids = tf.zeros([B, N], tf.int32) if token_type_ids is None else right_pad(token_type_ids)
+    merged = right_pad(merged)
+    position_ids = _position_ids(config, input_ids, position_ids, B, N)
+
+    if _is_symbolic(merged):  # inside a graph the data is unknown: a given slot count, or one slot per position
+        x = G = num_global_slots if num_global_slots is not None else (N if global_attention_mask is not None else 0)
+    else:
+        x = int(tf.reduce_max(tf.reduce_sum(tf.cast(merged == 2, tf.int32), axis=1)))
+        G = semantics.num_global_slots(x, int(N))
+        if num_global_slots is not None:
+            if num_global_slots < x:
+                raise ValueError(f"num_global_slots={num_global_slots} but a row has {x} global tokens.")
+            G = num_global_slots
+    padded = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "token_type_ids": token_type_ids,
+              "position_ids": position_ids, "merged_mask": merged}
+    return padded, n_in, x, G
+
+
+def _unpack(input_ids, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Keras passes a batch as one dict in the first argument: spread it over the keyword arguments."""
+    if isinstance(input_ids, dict):
+        batch = dict(input_ids)
+        return batch.pop("input_ids", None), {**kwargs, **{k: v for k, v in batch.items() if kwargs.get(k) is None}}
+    return input_ids, kwargs
+
+
+# ---------------------------------------------------------------------------------------------- base model
+class LongformerModel(LongformerPreTrainedModel):
+    def __init__(self, config: LongformerConfig, add_pooling_layer: bool = True, **kwargs):
+        super().__init__(config, **kwargs)
+        self.embeddings = LongformerEmbeddings(config, name="embeddings")
+        self.encoder = LongformerEncoder(config, name="encoder")
+        self.pooler = LongformerPooler(config, name="pooler") if add_pooling_layer else None
+        self.build_all()
+        self.built = True
+
+    def build_all(self):
+        self.embeddings.build()
+        self.encoder.build()
+        if self.pooler is not None:
+            self.pooler.build()
+
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
+             return_dict=None, num_global_slots=None, training=False):
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds))
+        return self._run({"input_ids": input_ids, **kw}, {}, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training, head=lambda out, labels: out)
+
+    def serving_fields(self) -> tuple[str, ...]:
+        return ("last_hidden_state",) + (("pooler_output",) if self.pooler is not None else ())
+
+    def encode(self, inputs, *, n_in, num_slots, output_attentions, output_hidden_states, training=False):
+        """The base model on padded inputs: its output fields, cut to the input length."""
+        h = self.embeddings(inputs["input_ids"], token_type_ids=inputs["token_type_ids"],
+                            position_ids=inputs["position_ids"], inputs_embeds=inputs["inputs_embeds"],
+                            training=training)
+        masks = self._attention_masks(inputs["merged_mask"], num_slots)
+        h, all_hidden, all_attn, all_global = self.encoder(h, masks=masks, output_attentions=output_attentions,
+                                                           output_hidden_states=output_hidden_states, training=training)
+        # Cut back to the input length (global attentions keep the padded length, as Hugging Face's do).
+        h = h[:, :n_in]
+        out = {"last_hidden_state": h, "pooler_output": self.pooler(h) if self.pooler is not None else None,
+               "hidden_states": tuple(t[:, :n_in] for t in all_hidden) if output_hidden_states else None,
+               "attentions": None, "global_attentions": None}
+        if output_attentions:
+            out["attentions"] = tuple(p[:, :, :n_in] for p in all_attn)
+            if masks["slot_position"] is not None:
+                out["global_attentions"] = tuple(tf.transpose(g, [0, 1, 3, 2]) for g in all_global)
+        return out
+
+    @staticmethod
+    def _attention_masks(merged: tf.Tensor, num_slots) -> dict[str, Any]:
+        """Everything the layers need about which token is padding, local or global (computed once)."""
+        is_global = merged == 2
+        slot_position = slot_valid = None
+        if not isinstance(num_slots, int) or num_slots:
+            slot_position, slot_valid = global_slots(is_global, num_slots)
+        return {"padding": merged == 0, "is_global": is_global, "window_key": merged == 1,
+                "slot_position": slot_position, "slot_valid": slot_valid}
+
+
+# ---------------------------------------------------------------------------------------------- heads
+def _loss_from_logits(logits, labels, num_classes, ignore_index: int = -100):
+    """Mean cross-entropy over the labels that are not `ignore_index` (in float32)."""
+    logits = tf.reshape(tf.cast(logits, tf.float32), [-1, num_classes])
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    keep = labels != ignore_index
+    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
+    return tf.reduce_sum(tf.where(keep, per_token, 0.0)) / tf.reduce_sum(tf.cast(keep, tf.float32))
+
+
+def _outputs_of(base: dict[str, Any]) -> dict[str, Any]:
+    return {k: base[k] for k in ("hidden_states", "attentions", "global_attentions")}
+
+
+class LongformerLMHead(keras.layers.Layer):
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size, self.vocab_size = config.hidden_size, config.vocab_size
+        self.initializer = _init(config)
+        self.dense = _dense(config.hidden_size, config, "dense")
+        self.layer_norm = _layer_norm(config, "layer_norm")
+        # Tied (the default): the decoder is the word embedding matrix; only its bias is a weight here.
+        self.decoder = (None if config.tie_word_embeddings else
+                        keras.layers.Dense(config.vocab_size, use_bias=False, kernel_initializer=_init(config),
+                                           name="decoder"))
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.hidden_size))
+        self.layer_norm.build((None, None, self.hidden_size))
+        if self.decoder is not None:
+            self.decoder.build((None, None, self.hidden_size))
+        self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros")
+        self.built = True
+
+    def call(self, h, word_embeddings: keras.layers.Embedding):
+        z = self.layer_norm(tf.nn.gelu(self.dense(h), approximate=False))
+        if self.decoder is None:
+            logits = tf.matmul(z, tf.cast(word_embeddings.embeddings, z.dtype), transpose_b=True)
+        else:
+            logits = self.decoder(z)
+        return logits + tf.cast(self.bias, logits.dtype)
+
+
+class LongformerForMaskedLM(LongformerPreTrainedModel):
+    output_class = LongformerMaskedLMOutput
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.longformer = LongformerModel(config, add_pooling_layer=False, name="longformer")
+        self.lm_head = LongformerLMHead(config, name="lm_head")
+        self.lm_head.build()
+        self.built = True
+
+    def tied_keys(self) -> tuple[str, ...]:
+        keys = ("lm_head.decoder.bias",)
+        return ("lm_head.decoder.weight", *keys) if self.config.tie_word_embeddings else keys
+
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds, labels=labels))
+        labels = kw.pop("labels")
+
+        def head(outputs, labels):
+            logits = self.lm_head(outputs["last_hidden_state"], word_embeddings=self.longformer.embeddings.word_embeddings)
+            loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
+                                                                           self.config.vocab_size)
+            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+
+        return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training, head=head)
+
+
+class LongformerClassificationHead(keras.layers.Layer):
+    """Head on the `<s>` token: dropout, dense, tanh, dropout, projection."""
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = config.hidden_size
+        self.dense = _dense(config.hidden_size, config, "dense")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
+        self.out_proj = _dense(config.num_labels, config, "out_proj")
+
+    def build(self, input_shape=None):
+        self.dense.build((None, self.hidden_size))
+        self.out_proj.build((None, self.hidden_size))
+        self.built = True
+
+    def call(self, h, training=False):
+        x = self.dropout(h[:, 0], training=training)
+        x = self.dropout(tf.tanh(self.dense(x)), training=training)
+        return self.out_proj(x)
+
+
+def _first_token_global(input_ids, inputs_embeds, attention_mask) -> tf.Tensor:
+    """Sequence classification: global attention on the first token (`<s>`), unless it is padding."""
+    ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
+    B, N = _shape(ref)[:2]
+    mask = tf.broadcast_to(tf.cast(tf.range(N) == 0, tf.int32)[None, :], [B, N])
+    return mask if attention_mask is None else mask * tf.cast(attention_mask != 0, tf.int32)
+
+
+def _sep_based_global(input_ids, attention_mask, sep_token_id: int, before_sep: bool) -> tf.Tensor:
+    """Question answering (before_sep): global on every token before the first separator.
+    Multiple choice (not before_sep): global on every token after the first `</s></s>` pair.
+    Both need exactly three separators per row (`<s> A </s></s> B </s>`)."""
+    is_sep = input_ids == sep_token_id
+    counts = tf.reduce_sum(tf.cast(is_sep, tf.int32), axis=1)
+    if not _is_symbolic(counts) and bool(tf.reduce_any(counts != 3)):
+        raise ValueError(semantics.sep_count_message(counts.numpy().tolist(), sep_token_id))
+    first_sep = tf.argmax(tf.cast(is_sep, tf.int32), axis=1, output_type=tf.int32)[:, None]
+    positions = tf.range(_shape(input_ids)[1])[None, :]
+    mask = (positions < first_sep) if before_sep else (positions > first_sep + 1)
+    mask = tf.cast(mask, tf.int32)
+    return mask if attention_mask is None else mask * tf.cast(attention_mask != 0, tf.int32)
+
+
+class LongformerForSequenceClassification(LongformerPreTrainedModel):
+    output_class = LongformerSequenceClassifierOutput
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.longformer = LongformerModel(config, add_pooling_layer=False, name="longformer")
+        self.classifier = LongformerClassificationHead(config, name="classifier")
+        self.classifier.build()
+        self.built = True
+
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds, labels=labels))
+        labels = kw.pop("labels")
+        input_ids, embeds = _as_tensor(input_ids, tf.int32), _as_tensor(kw["inputs_embeds"])
+        mask = _as_tensor(kw["attention_mask"], tf.int32)
+        if kw["global_attention_mask"] is None and (input_ids is not None or embeds is not None):
+            kw["global_attention_mask"] = _first_token_global(input_ids, embeds, mask)
+
+        def head(outputs, labels):
+            logits = self.classifier(outputs["last_hidden_state"], training=training)
+            loss = None if labels["labels"] is None else self._loss(logits, labels["labels"])
+            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+
+        return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training, head=head)
+
+    def _loss(self, logits, labels):
+        problem = self.config.problem_type
+        if problem is None:
+            if self.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype.is_integer:
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+        logits = tf.cast(logits, tf.float32)
+        if problem == "regression":
+            if self.num_labels == 1:
+                return tf.reduce_mean((tf.squeeze(logits) - tf.cast(tf.squeeze(labels), tf.float32)) ** 2)
+            return tf.reduce_mean((logits - tf.cast(labels, tf.float32)) ** 2)
+        if problem == "single_label_classification":
+            return _loss_from_logits(logits, labels, self.num_labels)
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, tf.float32),
+                                                                      logits=logits))
+
+
+class LongformerForMultipleChoice(LongformerPreTrainedModel):
+    output_class = LongformerMultipleChoiceModelOutput
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.longformer = LongformerModel(config, name="longformer")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
+        self.classifier = _dense(1, config, "classifier")
+        self.classifier.build((None, config.hidden_size))
+        self.built = True
+
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds, labels=labels))
+        labels = kw.pop("labels")
+        input_ids = _as_tensor(input_ids, tf.int32)
+        kw = {k: _as_tensor(v, None if k == "inputs_embeds" else tf.int32) for k, v in kw.items()}
+        ref = input_ids if input_ids is not None else kw["inputs_embeds"]
+        if ref is None or len(ref.shape) != (3 if input_ids is not None else 4):
+            raise ValueError("Multiple choice inputs must have shape (batch, num_choices, sequence) "
+                             f"(inputs_embeds: (..., hidden)), got {None if ref is None else tuple(ref.shape)}.")
+        num_choices = _shape(ref)[1]
+
+        def flat(t):  # (B, nc, N, ...) -> (B * nc, N, ...), keeping the static sizes it has
+            if t is None:
+                return None
+            out = tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], axis=0))
+            out.set_shape([None, *t.shape[2:]])
+            return out
+
+        flat_ids, flat_mask = flat(input_ids), flat(kw["attention_mask"])
+        flat_global = flat(kw["global_attention_mask"])
+        if flat_global is None and flat_ids is not None:
+            # Global attention on every token after the first </s></s> pair of each choice.
+            flat_global = _sep_based_global(flat_ids, flat_mask, self.config.sep_token_id, before_sep=False)
+        inputs = dict(input_ids=flat_ids, attention_mask=flat_mask, global_attention_mask=flat_global,
+                      token_type_ids=flat(kw["token_type_ids"]), position_ids=flat(kw["position_ids"]),
+                      inputs_embeds=flat(kw["inputs_embeds"]))
+
+        def head(outputs, labels):
+            logits = self.classifier(self.dropout(outputs["pooler_output"], training=training))
+            logits = tf.reshape(logits, [-1, num_choices])
+            loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], num_choices)
+            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+
+        return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training, head=head)
+
+
+class LongformerForTokenClassification(LongformerPreTrainedModel):
+    output_class = LongformerTokenClassifierOutput
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.longformer = LongformerModel(config, add_pooling_layer=False, name="longformer")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, name="dropout")
+        self.classifier = _dense(config.num_labels, config, "classifier")
+        self.classifier.build((None, None, config.hidden_size))
+        self.built = True
+
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds, labels=labels))
+        labels = kw.pop("labels")
+
+        def head(outputs, labels):
+            logits = self.classifier(self.dropout(outputs["last_hidden_state"], training=training))
+            loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
+                                                                           self.num_labels)
+            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+
+        return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training, head=head)
+
+
+class LongformerForQuestionAnswering(LongformerPreTrainedModel):
+    output_class = LongformerQuestionAnsweringModelOutput
+    label_names = ("start_positions", "end_positions")
+
+    def __init__(self, config: LongformerConfig, **kwargs):
+        if config.num_labels != 2:
+            raise ValueError(f"Question answering predicts start and end logits: num_labels must be 2, "
+                             f"got {config.num_labels}.")
+        super().__init__(config, **kwargs)
+        self.longformer = LongformerModel(config, add_pooling_layer=False, name="longformer")
+        self.qa_outputs = _dense(config.num_labels, config, "qa_outputs")
+        self.qa_outputs.build((None, None, config.hidden_size))
+        self.built = True
+
+    def serving_fields(self) -> tuple[str, ...]:
+        return ("start_logits", "end_logits")
+
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, start_positions=None, end_positions=None,
+             output_attentions=None, output_hidden_states=None, return_dict=None, num_global_slots=None,
+             training=False):
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds, start_positions=start_positions,
+                                                end_positions=end_positions))
+        labels = {"start_positions": kw.pop("start_positions"), "end_positions": kw.pop("end_positions")}
+        input_ids, mask = _as_tensor(input_ids, tf.int32), _as_tensor(kw["attention_mask"], tf.int32)
+        if kw["global_attention_mask"] is None:
+            if input_ids is None:
+                warnings.warn("No global_attention_mask and no input_ids to find the question: running without "
+                              "global attention.", stacklevel=2)
+            else:
+                # Global attention on <s> and the question (everything before the first </s>).
+                kw["global_attention_mask"] = _sep_based_global(input_ids, mask, self.config.sep_token_id,
+                                                                before_sep=True)
+
+        def head(outputs, labels):
+            logits = self.qa_outputs(outputs["last_hidden_state"])
+            start_logits, end_logits = logits[..., 0], logits[..., 1]
+            loss = None
+            if labels["start_positions"] is not None and labels["end_positions"] is not None:
+                n = _shape(start_logits)[1]  # positions outside the input are ignored
+                start = tf.clip_by_value(tf.reshape(tf.cast(labels["start_positions"], tf.int32), [-1]), 0, n)
+                end = tf.clip_by_value(tf.reshape(tf.cast(labels["end_positions"], tf.int32), [-1]), 0, n)
+                loss = (_loss_from_logits(start_logits, start, n, ignore_index=n)
+                        + _loss_from_logits(end_logits, end, n, ignore_index=n)) / 2
+            return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **_outputs_of(outputs)}
+
+        return self._run({"input_ids": input_ids, **kw}, labels, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training, head=head)
+

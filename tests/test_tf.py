@@ -1,0 +1,344 @@
+"""longformer.tf on its own (no torch needed): the NumPy reference, tf.function/XLA, errors, checkpoints (including
+Hugging Face 4.x tf_model.h5), model.fit, SavedModel export, MirroredStrategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from cases import make_inputs  # noqa: E402
+from conftest import HEADS, tiny_kwargs  # noqa: E402
+
+import longformer.tf as ltf  # noqa: E402
+from converters import CheckpointError  # noqa: E402
+from converters.checkpoint import read_checkpoint  # noqa: E402
+from longformer import LongformerConfig  # noqa: E402
+from longformer.reference import ReferenceModel  # noqa: E402
+from longformer.tf.checkpoint import canonical_variables  # noqa: E402
+
+ATOL = 1e-5
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def randomize_(model, seed=0):
+    r = np.random.default_rng(seed)
+    for key, (variable, _) in canonical_variables(model).items():
+        value = r.normal(size=variable.shape) * 0.1
+        if key.endswith(("LayerNorm.weight", "layer_norm.weight")):
+            value += 1
+        variable.assign(value.astype(np.float32))
+    return model
+
+
+def make(head="LongformerModel", seed=0, **overrides):
+    if head == "LongformerForQuestionAnswering":
+        overrides.setdefault("num_labels", 2)
+    return randomize_(getattr(ltf, head)(LongformerConfig(**tiny_kwargs(**overrides))), seed)
+
+
+def saved(tmp_path, head="LongformerModel", **overrides):
+    model = make(head, **overrides)
+    model.save_pretrained(tmp_path / head)
+    return tmp_path / head, model
+
+
+def close(a, b, atol=ATOL):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (np.abs(a - b).max() if a.size else 0.0) <= atol
+
+
+def all_close(a, b, atol=ATOL, where=""):
+    assert a.keys() == b.keys(), (where, a.keys(), b.keys())
+    for key in a.keys():
+        pairs = zip(a[key], b[key], strict=True) if isinstance(a[key], tuple) else [(a[key], b[key])]
+        for x, y in pairs:
+            assert close(x, y, atol), (where, key)
+
+
+# ---------------------------------------------------------------------------------------------- the reference
+@pytest.mark.parametrize("case", ["no_global", "padded_globals"])
+@pytest.mark.parametrize("head", ["LongformerModel", "LongformerForMaskedLM"])
+@pytest.mark.parametrize("windows", [4, [4, 8]], ids=["w4", "w4-8"])
+def test_matches_numpy_reference(tmp_path, head, case, windows):
+    folder, model = saved(tmp_path, head, attention_window=windows)
+    reference = ReferenceModel(model.config, read_checkpoint(str(folder / "model.safetensors")))
+    inputs = {k: v for k, v in make_inputs(case, head).items() if k != "labels"}
+    ref = reference(**inputs)
+    out = model(**inputs, output_attentions=True, output_hidden_states=True)
+    for key, value in ref.items():
+        if not hasattr(out, key):  # the MLM output has logits and the encoder fields, not last_hidden_state
+            continue
+        if value is None:
+            assert getattr(out, key) is None, key
+        elif isinstance(value, tuple):
+            assert all(close(a, b) for a, b in zip(getattr(out, key), value, strict=True)), key
+        else:
+            assert close(getattr(out, key), value), key
+
+
+# ---------------------------------------------------------------------------------------------- graph and XLA
+@pytest.mark.parametrize("head", HEADS)
+def test_eager_graph_and_xla_agree(head):
+    model = make(head)
+    slots = 4  # inside a graph the slot count comes from the caller (the data is not known when tracing)
+
+    def run(batch):
+        return model(**batch, output_attentions=True, output_hidden_states=True, num_global_slots=slots)
+
+    for case in ("padded_globals", "embeds"):
+        inputs = {k: tf.constant(v) for k, v in make_inputs(case, head).items()}
+        eager = model(**inputs, output_attentions=True, output_hidden_states=True)
+
+        for jit in (False, True):
+            out = tf.function(run, jit_compile=jit)(inputs)
+            # Slots beyond the batch's global count stay in the graph outputs: compare the real columns.
+            if out.attentions is not None and eager.global_attentions is not None:
+                x = eager.global_attentions[0].shape[-1]
+                out.attentions = tuple(tf.concat([p[..., :x], p[..., slots:]], -1) for p in out.attentions)
+                out.global_attentions = tuple(g[..., :x] for g in out.global_attentions)
+            elif out.attentions is not None:
+                out.attentions = tuple(p[..., slots:] for p in out.attentions)
+                out.global_attentions = None
+            all_close(out, eager, where=f"{case} jit={jit}")
+
+
+def test_a_graph_without_slot_count_gives_every_position_a_slot():
+    model = make("LongformerForQuestionAnswering")
+    inputs = {k: tf.constant(v) for k, v in make_inputs("padded_globals", "LongformerForQuestionAnswering").items()}
+    eager = model(**inputs)
+    out = tf.function(lambda b: model(**b), jit_compile=True)(inputs)
+    assert close(out.loss, eager.loss) and close(out.start_logits, eager.start_logits)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def base():
+    return make()
+
+
+def ids(*shape):
+    return np.random.default_rng(0).integers(5, 99, shape)
+
+
+def test_sequence_longer_than_position_table(base):
+    base(input_ids=ids(1, 62))
+    with pytest.raises(ValueError, match="position 64 .* 64 rows .* at most 62 tokens fit"):
+        base(input_ids=ids(1, 63))
+    with pytest.raises(ValueError, match="position table"):
+        base(inputs_embeds=np.zeros((1, 63, 32), np.float32))
+
+
+def test_ids_outside_the_vocabulary_and_bad_shapes(base):
+    bad = ids(1, 5)
+    bad[0, 2] = 99
+    with pytest.raises(ValueError, match=r"input_ids holds values in \[\d+, 99\] but must lie in \[0, 98\]"):
+        base(input_ids=bad)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        base(input_ids=ids(1, 5), token_type_ids=np.full((1, 5), 3))
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 4\) but the input has shape \(1, 5\)"):
+        base(input_ids=ids(1, 5), attention_mask=np.ones((1, 4)))
+    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
+        base(input_ids=None)
+    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(batch, sequence, 32\)"):
+        base(inputs_embeds=np.zeros((1, 5, 31), np.float32))
+
+
+def test_global_attention_on_padding_and_head_checks(base):
+    with pytest.raises(ValueError, match="Padding tokens cannot be global"):
+        base(input_ids=ids(1, 5), attention_mask=np.array([[1, 1, 1, 0, 0]]),
+             global_attention_mask=np.array([[1, 0, 0, 1, 0]]))
+    with pytest.raises(ValueError, match=r"exactly 3 separator tokens .* found \[0\]"):
+        make("LongformerForQuestionAnswering")(input_ids=ids(1, 8))
+    with pytest.raises(ValueError, match="num_labels must be 2"):
+        ltf.LongformerForQuestionAnswering(LongformerConfig(**tiny_kwargs(num_labels=3)))
+    with pytest.raises(ValueError, match=r"\(batch, num_choices, sequence\)"):
+        make("LongformerForMultipleChoice")(input_ids=ids(2, 7), global_attention_mask=np.zeros((2, 7)))
+
+
+def test_refuses_a_keras_backend_other_than_tensorflow():
+    code = "import longformer.tf"
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode != 0 and "KERAS_BACKEND=tensorflow" in run.stderr, run.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def test_save_load_round_trip_and_prefixes(tmp_path):
+    folder, mlm = saved(tmp_path, "LongformerForMaskedLM")
+    inputs = make_inputs("padded_globals", "LongformerModel")
+    again = ltf.LongformerForMaskedLM.from_pretrained(folder)
+    assert close(again(**inputs).logits, mlm(**inputs).logits, 0)
+    with pytest.warns(UserWarning, match="lm_head"):
+        base = ltf.LongformerModel.from_pretrained(folder)
+    assert close(base(**inputs).last_hidden_state, mlm.longformer(**inputs).last_hidden_state, 0)
+
+
+def test_broken_checkpoints_fail_with_the_file_and_tensor(tmp_path):
+    folder, _ = saved(tmp_path)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ltf.LongformerModel.from_pretrained(folder)
+    folder, _ = saved(tmp_path / "b")
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 40
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"intermediate.dense.weight: checkpoint \(37, 32\), model \(40, 32\)"):
+        ltf.LongformerModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("head", ["LongformerForMaskedLM", "LongformerForQuestionAnswering"])
+def test_hugging_face_4x_tf_model_h5_matches_its_outputs(tmp_path, head):
+    """tests/data/hf4_tf/<head>: tf_model.h5 + config.json written by transformers 4.57 TF (tf-keras), and the
+    outputs that model gave (scripts/make_hf4_tf_fixture.py made both). Also loaded from a sharded copy."""
+    folder = DATA / "hf4_tf" / head
+    expected = np.load(folder / "outputs.npz")
+    inputs = {k[len("input."):]: expected[k] for k in expected.files if k.startswith("input.")}
+    folders = [folder] + ([DATA / "hf4_tf" / (head + "-sharded")] if head == "LongformerForMaskedLM" else [])
+    for path in folders:
+        model = getattr(ltf, head).from_pretrained(path)
+        out = model(**inputs, output_hidden_states=True)
+        for key in expected.files:
+            if not key.startswith("input."):
+                field, _, index = key.partition(".")
+                value = getattr(out, field)
+                assert close(value[int(index)] if index else value, expected[key]), (path.name, key)
+
+
+def test_bfloat16_dtype_policy(tmp_path):
+    folder, model = saved(tmp_path, "LongformerForMaskedLM")
+    half = ltf.LongformerForMaskedLM.from_pretrained(folder, dtype="bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
+    out = half(**inputs)
+    assert out.logits.dtype == tf.bfloat16 and np.isfinite(float(out.loss))
+    assert close(tf.cast(out.logits, tf.float32), model(**inputs).logits, 0.1)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def _dataset(head, n_batches=2):
+    inputs = make_inputs("padded_globals", head)
+    return tf.data.Dataset.from_tensor_slices(inputs).repeat(n_batches).batch(len(next(iter(inputs.values()))))
+
+
+@pytest.mark.parametrize("head", HEADS[1:])
+def test_model_fit_trains_each_head_with_its_own_loss(head):
+    model = make(head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(_dataset(head, 4), epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0], losses
+    assert np.isfinite(model.evaluate(_dataset(head), verbose=0))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = make("LongformerForTokenClassification", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    inputs = make_inputs("padded_globals", "LongformerForTokenClassification")
+
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = model(**inputs, training=True).loss
+        return tape.gradient(loss, model.trainable_variables)
+
+    plain = grads()
+    model.gradient_checkpointing_enable()
+    for a, b in zip(plain, grads(), strict=True):  # embedding gradients are IndexedSlices: densify them
+        assert close(tf.convert_to_tensor(a), tf.convert_to_tensor(b), 1e-6)
+
+
+def test_dropout_only_in_training():
+    model = make("LongformerForMaskedLM")
+    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
+    assert not close(model(**inputs, training=True).logits, model(**inputs, training=True).logits, 1e-3)
+    assert close(model(**inputs).logits, model(**inputs).logits, 0)
+
+
+# ---------------------------------------------------------------------------------------------- serving
+@pytest.mark.parametrize("head", ["LongformerForQuestionAnswering", "LongformerForMultipleChoice"])
+def test_exported_saved_model_matches(tmp_path, head):
+    model = make(head)
+    model.export(str(tmp_path / "export"), verbose=False)
+    reloaded = tf.saved_model.load(str(tmp_path / "export"))
+    for case in ("padded_globals", "auto_global"):
+        inputs = make_inputs(case, head)
+        glob = inputs["global_attention_mask"] if "global_attention_mask" in inputs else _auto_global(model, inputs)
+        feed = {"input_ids": tf.constant(inputs["input_ids"], tf.int32),
+                "attention_mask": tf.constant(inputs.get("attention_mask", np.ones_like(inputs["input_ids"])), tf.int32),
+                "global_attention_mask": tf.constant(glob, tf.int32)}
+        served = reloaded.serve(feed)
+        direct = model(**{k: v.numpy() for k, v in feed.items()})
+        for field, value in served.items():
+            assert close(value, getattr(direct, field)), (case, field)
+
+
+def _auto_global(model, inputs):
+    """The global mask a head would choose itself (the serving signature takes it explicitly)."""
+    from longformer.tf.modeling import _sep_based_global
+
+    ids = inputs["input_ids"]
+    flat = ids.reshape(-1, ids.shape[-1])
+    before = isinstance(model, ltf.LongformerForQuestionAnswering)
+    return _sep_based_global(tf.constant(flat, tf.int32), None, 2, before_sep=before).numpy().reshape(ids.shape)
+
+
+# ---------------------------------------------------------------------------------------------- distribution
+MIRRORED_SCRIPT = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from cases import make_inputs
+from test_tf import make
+
+head = "LongformerForSequenceClassification"
+inputs = make_inputs("padded_globals", head)
+inputs = {k: np.concatenate([v, v[:1]]) for k, v in inputs.items()}  # batch 4: 2 per replica
+kwargs = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+single = make(head, **kwargs)
+with tf.GradientTape() as tape:
+    loss = single(**inputs, training=True).loss
+single_grads = tape.gradient(loss, single.trainable_variables)
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = make(head, **kwargs)
+dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(inputs).batch(4))
+
+@tf.function
+def step(batch):
+    def replica(b):
+        with tf.GradientTape() as tape:
+            # Each replica's mean loss over its half, averaged over the replicas: the global batch mean.
+            loss = model(**b, training=True, num_global_slots=4).loss / strategy.num_replicas_in_sync
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
+    per_replica = strategy.run(replica, args=(batch,))
+    return [strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in per_replica]
+
+grads = step(next(iter(dataset)))
+dense = tf.convert_to_tensor  # embedding gradients are IndexedSlices
+diff = max(float(np.abs(dense(a).numpy() - dense(b).numpy()).max()) for a, b in zip(grads, single_grads))
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "max_grad_diff": diff}))
+"""
+
+
+def test_mirrored_strategy_gives_the_single_device_gradients(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["max_grad_diff"] <= 1e-6, result

@@ -1,0 +1,111 @@
+"""longformer.tf against Hugging Face transformers PyTorch and longformer.pt on the same checkpoints, eagerly and
+under XLA. Needs torch, transformers and TensorFlow together (the tox `cross-tf` environment)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tf = pytest.importorskip("tensorflow")
+
+from cases import CASES, make_inputs  # noqa: E402
+from conftest import HEADS  # noqa: E402
+from parity import as_numpy, assert_outputs_close  # noqa: E402
+
+import longformer.pt as lpt  # noqa: E402
+import longformer.tf as ltf  # noqa: E402
+from longformer.tf.checkpoint import canonical_variables  # noqa: E402
+
+ATOL = 1e-5
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("windows", [4, [4, 8]], ids=["w4", "w4-8"])
+def test_forward_matches_hugging_face_and_pt(hf_checkpoint, head, case, windows):
+    folder, ref_model = hf_checkpoint(head, attention_window=windows)
+    model = getattr(ltf, head).from_pretrained(folder)
+    pt_model = getattr(lpt, head).from_pretrained(folder)
+    inputs = make_inputs(case, head)
+    kwargs = dict(output_attentions=True, output_hidden_states=True)
+    ours = model(**inputs, **kwargs)
+    with torch.no_grad():
+        torch_inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
+        ref = ref_model(**torch_inputs, **kwargs)
+        pt_out = pt_model(**torch_inputs, **kwargs)
+    assert_outputs_close(ours, ref, where=f"{head}/{case} vs HF")
+    assert_outputs_close(ours, pt_out, where=f"{head}/{case} vs pt")
+    # XLA: the global-slot count is static there (8 covers every case); logits and loss are slot-independent.
+    xla = tf.function(lambda b: model(**b, num_global_slots=8), jit_compile=True)(
+        {k: tf.constant(v) for k, v in inputs.items()})
+    for field in ("loss", "logits", "start_logits", "end_logits", "last_hidden_state", "pooler_output"):
+        if getattr(ref, field, None) is not None:
+            diff = np.abs(as_numpy(getattr(xla, field)) - as_numpy(getattr(ref, field))).max()
+            assert diff <= ATOL, f"{head}/{case} XLA {field}: {diff:.3g}"
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_gradients_match_pt(hf_checkpoint, head):
+    """Gradients of every weight (dropout off, global and local paths) within 1e-4 relative."""
+    folder, _ = hf_checkpoint(head, attention_window=[4, 8], hidden_dropout_prob=0.0,
+                              attention_probs_dropout_prob=0.0)
+    inputs = make_inputs("padded_globals", head)
+    model = getattr(ltf, head).from_pretrained(folder)
+    variables = canonical_variables(model)
+    with tf.GradientTape() as tape:
+        out = model(**inputs, training=True)
+        loss = (tf.reduce_sum(out.last_hidden_state ** 2) + tf.reduce_sum(out.pooler_output)
+                if head == "LongformerModel" else out.loss)
+    keys = list(variables)
+    tf_grads = tape.gradient(loss, [variables[k][0] for k in keys])
+    grads = {}
+    for key, g in zip(keys, tf_grads, strict=True):
+        value = np.zeros(variables[key][0].shape) if g is None else np.asarray(tf.convert_to_tensor(g), np.float64)
+        grads[key] = value.T if variables[key][1] else value
+
+    pt_model = getattr(lpt, head).from_pretrained(folder).train()
+    out = pt_model(**{k: torch.as_tensor(v) for k, v in inputs.items()})
+    loss = (out.last_hidden_state.square().sum() + out.pooler_output.sum()) if head == "LongformerModel" else out.loss
+    loss.backward()
+    pt_grads = {n: p.grad for n, p in pt_model.named_parameters()}
+    overall = max(g.abs().max().item() for g in pt_grads.values() if g is not None)
+    checked = 0
+    for name, g in grads.items():
+        r = pt_grads[name]
+        if r is None:
+            assert np.abs(g).max() == 0, name
+            continue
+        r = r.double().numpy()
+        scale = max(np.abs(r).max(), 1e-2 * overall)
+        diff = np.abs(g - r).max()
+        assert diff <= 1e-4 * scale, f"{name}: max |diff| {diff:.3g} (relative {diff / scale:.3g})"
+        checked += 1
+    assert checked >= 40
+
+
+@pytest.mark.parametrize("head", ["LongformerForMaskedLM", "LongformerForSequenceClassification"])
+def test_tf_save_loads_in_hugging_face(hf_checkpoint, tmp_path, head):
+    folder, _ = hf_checkpoint(head)
+    model = getattr(ltf, head).from_pretrained(folder)
+    model.save_pretrained(tmp_path / "tf-saved")
+    inputs = make_inputs("padded_globals", head)
+    kwargs = dict(output_attentions=True, output_hidden_states=True)
+    ours = model(**inputs, **kwargs)
+    with torch.no_grad():
+        hf = getattr(transformers, head).from_pretrained(tmp_path / "tf-saved").eval()(
+            **{k: torch.as_tensor(v) for k, v in inputs.items()}, **kwargs)
+    assert_outputs_close(ours, hf, where=f"{head} saved by tf")
+
+
+def test_hf4_tf_h5_loads_in_every_backend():
+    """The committed transformers-4.x tf_model.h5 loads through converters/ into longformer.pt as well."""
+    import pathlib
+
+    folder = pathlib.Path(__file__).parent / "data" / "hf4_tf" / "LongformerForMaskedLM"
+    expected = np.load(folder / "outputs.npz")
+    inputs = {k[len("input."):]: torch.as_tensor(expected[k]) for k in expected.files if k.startswith("input.")}
+    with torch.no_grad():
+        logits = lpt.LongformerForMaskedLM.from_pretrained(folder)(**inputs).logits
+    assert np.abs(logits.numpy() - expected["logits"]).max() <= ATOL
