@@ -32,6 +32,22 @@ class LoadReport:
         return {"missing_keys": self.missing_keys, "unexpected_keys": self.unexpected_keys,
                 "mismatched_keys": self.mismatched_keys}
 
+    def ignore_unused_pooler(self, expected: Iterable[str]) -> None:
+        """Heads without a pooler ignore a checkpoint's pooler silently, as Hugging Face does."""
+        if not any(".pooler." in k or k.startswith("pooler.") for k in expected):
+            self.unexpected_keys = [k for k in self.unexpected_keys if "pooler." not in k]
+
+    def warn(self, model_name: str, source: str) -> None:
+        """Name the tensors that were newly initialised or left unused (a warning each, as Hugging Face logs)."""
+        import warnings
+
+        if self.missing_keys:
+            warnings.warn(f"{model_name}: not in {source}, newly initialised (train before use): "
+                          f"{self.missing_keys}", stacklevel=4)
+        if self.unexpected_keys:
+            warnings.warn(f"{model_name}: tensors of {source} this model does not use: {self.unexpected_keys}",
+                          stacklevel=4)
+
 
 def legacy_rename(key: str) -> str:
     """Old TF-ported checkpoints call LayerNorm parameters gamma/beta."""

@@ -103,3 +103,29 @@ def resolve_shards(index_path: str, shard_names: list[str], name_or_path: str | 
         else:
             out.append(resolve_file(name_or_path, name, **hub_kwargs))
     return out
+
+
+def checkpoint_config(name_or_path: str | os.PathLike, config=None, **kwargs: Any):
+    """The config a backend's `from_pretrained` builds its model with, and the Hub options it was given.
+
+    `config` (copied) or the checkpoint's `config.json`; keyword arguments that are config fields (`num_labels=3`,
+    `attention_window=...`) override it, Hub options (`revision`, `cache_dir`, ...) are returned; anything else is
+    a TypeError. Returns (validated config, hub kwargs)."""
+    from .config import LongformerConfig
+
+    hub = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KEYS}
+    if config is None:
+        path = os.fspath(name_or_path)
+        config = LongformerConfig.from_pretrained(os.path.dirname(path) if os.path.isfile(path) else path, **hub)
+    else:
+        config = config.copy()
+    for key, value in kwargs.items():
+        if key == "num_labels":
+            config.num_labels = value
+        elif hasattr(config, key):
+            setattr(config, key, value)
+        else:
+            raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r} (not a config field nor a "
+                            f"Hub option {list(_HUB_KEYS)}).")
+    config.validate()
+    return config, hub

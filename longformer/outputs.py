@@ -122,3 +122,16 @@ class LongformerQuestionAnsweringModelOutput(ModelOutput):
 
 # The fields every head's output carries besides the base model's encoder fields (for parity tests and tools).
 ENCODER_FIELDS = ("hidden_states", "attentions", "global_attentions")
+
+
+def outputs_to_numpy(output: ModelOutput) -> dict[str, Any]:
+    """An output's present fields as NumPy arrays (float32, float64 kept; tuples kept), for jax and tf tensors."""
+    import numpy as np
+
+    def convert(value):
+        if isinstance(value, tuple):
+            return tuple(convert(v) for v in value)
+        array = np.asarray(value)
+        return array if array.dtype == np.float64 else array.astype(np.float32)
+
+    return {key: convert(value) for key, value in output.items()}

@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from cases import CASES, make_inputs  # noqa: E402
 from conftest import HEADS  # noqa: E402
+from parity import assert_outputs_close  # noqa: E402
 
 import longformer.pt as lpt  # noqa: E402
 
@@ -18,19 +19,6 @@ ATOL = 1e-5
 
 def to_torch(inputs):
     return {k: torch.as_tensor(v) for k, v in inputs.items()}
-
-
-def assert_outputs_close(ours, ref, atol=ATOL, where=""):
-    """Every field Hugging Face returns must be returned by us, with the same shape, within `atol`."""
-    ref_fields = {k: v for k, v in ref.items() if v is not None}
-    assert set(ours.keys()) == set(ref_fields), f"{where}: fields {sorted(ours.keys())} vs {sorted(ref_fields)}"
-    for key, r in ref_fields.items():
-        o = ours[key]
-        pairs = list(zip(o, r, strict=True)) if isinstance(r, tuple) else [(o, r)]
-        for i, (a, b) in enumerate(pairs):
-            assert tuple(a.shape) == tuple(b.shape), f"{where} {key}[{i}]: shape {tuple(a.shape)} vs {tuple(b.shape)}"
-            diff = (a.detach().double() - b.detach().double()).abs().max().item() if a.numel() else 0.0
-            assert diff <= atol, f"{where} {key}[{i}]: max |diff| {diff:.3g} > {atol}"
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -5,6 +5,7 @@ from .._frameworks import require
 require("jax")
 require("flax")
 
+from ..outputs import outputs_to_numpy  # noqa: E402
 from .checkpoint import cast_params  # noqa: E402
 from .modeling import (  # noqa: E402
     LongformerForMaskedLM,
@@ -20,15 +21,7 @@ from .sharding import batch_sharding, make_mesh, param_shardings, shard_model  #
 
 def forward_numpy(model, inputs: dict, **kwargs):
     """Run `model` on NumPy inputs; return its output fields as NumPy arrays (tuples kept)."""
-    import numpy as np
-
-    def to_numpy(value):
-        if isinstance(value, tuple):
-            return tuple(to_numpy(v) for v in value)
-        return np.asarray(value, dtype=np.float64 if value.dtype == np.float64 else np.float32)
-
-    out = model(**inputs, **kwargs, return_dict=True)
-    return {key: to_numpy(out[key]) for key in out.keys()}
+    return outputs_to_numpy(model(**inputs, **kwargs, return_dict=True))
 
 
 __all__ = [

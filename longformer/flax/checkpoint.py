@@ -7,7 +7,6 @@ whole map. `nnx.Linear` stores `kernel` as (in, out), the transpose of torch's `
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import jax
@@ -18,7 +17,7 @@ from converters.checkpoint import SAFE_WEIGHTS, checkpoint_format, read_checkpoi
 from converters.names import match_names
 
 from ..config import LongformerConfig
-from ..hub import _HUB_KEYS, resolve_checkpoint
+from ..hub import checkpoint_config, resolve_checkpoint
 
 # nnx leaf name -> (canonical leaf name, transposed?)
 LAYOUT = {"kernel": ("weight", True), "scale": ("weight", False), "embedding": ("weight", False),
@@ -42,32 +41,10 @@ def canonical_state(model: nnx.Module) -> dict[str, jax.Array]:
     return state
 
 
-def split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate Hub options from config overrides (`num_labels=3`, ...)."""
-    hub = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KEYS}
-    return hub, kwargs
-
-
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
                     rngs: nnx.Rngs | None = None, **kwargs: Any):
-    hub, overrides = split_kwargs(dict(kwargs))
-    use_jit = overrides.pop("use_jit", True)
-    if config is None:
-        config = LongformerConfig.from_pretrained(
-            os.path.dirname(os.fspath(name_or_path)) if os.path.isfile(os.fspath(name_or_path)) else name_or_path,
-            **hub)
-    else:
-        config = config.copy()
-    for key, value in overrides.items():
-        if key == "num_labels":
-            config.num_labels = value
-        elif hasattr(config, key):
-            setattr(config, key, value)
-        else:
-            raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r} (not a config field nor a "
-                            f"Hub option {list(_HUB_KEYS)}).")
-    config.validate()
-
+    use_jit = kwargs.pop("use_jit", True)
+    config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     # safetensors straight into jax arrays (no torch); pytorch_model.bin needs torch to unpickle.
     framework = "flax" if checkpoint_format(weights).startswith("safetensors") else "numpy"
@@ -93,21 +70,14 @@ def load_canonical_state(model: nnx.Module, state: dict[str, Any], source: str =
     tied = set(model.tied_keys())
     report = match_names({k: v[2] for k, v in where.items()}, {k: tuple(v.shape) for k, v in state.items()},
                          model_has_prefix=hasattr(model, model.base_model_prefix), tied=tied, source=source)
-    if not any(".pooler." in k or k.startswith("pooler.") for k in where):
-        # Heads without a pooler ignore a checkpoint's pooler silently, as Hugging Face does.
-        report.unexpected_keys = [k for k in report.unexpected_keys if "pooler." not in k]
+    report.ignore_unused_pooler(where)
     for model_key, ckpt_key in report.mapping.items():
         path, transposed, _ = where[model_key]
         var = flat[path]
         value = jnp.asarray(state[ckpt_key], dtype=var.get_value().dtype)
         var.set_value(value.T if transposed else value)
     nnx.update(model, params)
-    if report.missing_keys:
-        warnings.warn(f"{type(model).__name__}: not in {source}, newly initialised (train before use): "
-                      f"{report.missing_keys}", stacklevel=3)
-    if report.unexpected_keys:
-        warnings.warn(f"{type(model).__name__}: tensors of {source} this model does not use: "
-                      f"{report.unexpected_keys}", stacklevel=3)
+    report.warn(type(model).__name__, source)
     return report
 
 

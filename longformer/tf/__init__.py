@@ -19,6 +19,7 @@ _keras = require("keras")
 if _keras.backend.backend() != "tensorflow":
     _refuse(_keras.backend.backend())
 
+from ..outputs import outputs_to_numpy  # noqa: E402
 from .modeling import (  # noqa: E402
     LongformerForMaskedLM,
     LongformerForMultipleChoice,
@@ -32,15 +33,7 @@ from .modeling import (  # noqa: E402
 
 def forward_numpy(model, inputs: dict, **kwargs):
     """Run `model` on NumPy inputs; return its output fields as NumPy arrays (tuples kept)."""
-    import numpy as np
-
-    def to_numpy(value):
-        if isinstance(value, tuple):
-            return tuple(to_numpy(v) for v in value)
-        return np.asarray(value, dtype=np.float64 if value.dtype == np.float64 else np.float32)
-
-    out = model(**inputs, **kwargs, return_dict=True)
-    return {key: to_numpy(out[key]) for key in out.keys()}
+    return outputs_to_numpy(model(**inputs, **kwargs, return_dict=True))
 
 
 __all__ = [

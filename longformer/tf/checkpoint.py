@@ -8,7 +8,6 @@ Hugging Face attribute: `encoder`, `layer.0`, `attention`, `self`, `query`) plus
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import keras
@@ -19,7 +18,7 @@ from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetenso
 from converters.names import match_names
 
 from ..config import LongformerConfig
-from ..hub import _HUB_KEYS, resolve_checkpoint
+from ..hub import checkpoint_config, resolve_checkpoint
 
 # Keras variable name -> (canonical leaf name, transposed?)
 LAYOUT = {"kernel": ("weight", True), "gamma": ("weight", False), "beta": ("bias", False),
@@ -60,23 +59,7 @@ def canonical_state(model: keras.layers.Layer) -> dict[str, np.ndarray]:
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
                     **kwargs: Any):
-    hub = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KEYS}
-    if config is None:
-        config = LongformerConfig.from_pretrained(
-            os.path.dirname(os.fspath(name_or_path)) if os.path.isfile(os.fspath(name_or_path)) else name_or_path,
-            **hub)
-    else:
-        config = config.copy()
-    for key, value in kwargs.items():
-        if key == "num_labels":
-            config.num_labels = value
-        elif hasattr(config, key):
-            setattr(config, key, value)
-        else:
-            raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r} (not a config field nor a "
-                            f"Hub option {list(_HUB_KEYS)}).")
-    config.validate()
-
+    config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="numpy", shard_paths=shard_paths)
     model = _build(cls, config, dtype)
@@ -103,19 +86,12 @@ def load_canonical_state(model: keras.layers.Layer, state: dict[str, Any], sourc
     report = match_names(expected, {k: tuple(np.shape(v)) for k, v in state.items()},
                          model_has_prefix=hasattr(model, model.base_model_prefix), tied=set(model.tied_keys()),
                          source=source)
-    if not any(".pooler." in k or k.startswith("pooler.") for k in expected):
-        # Heads without a pooler ignore a checkpoint's pooler silently, as Hugging Face does.
-        report.unexpected_keys = [k for k in report.unexpected_keys if "pooler." not in k]
+    report.ignore_unused_pooler(expected)
     for model_key, ckpt_key in report.mapping.items():
         variable, transposed = where[model_key]
         value = np.asarray(state[ckpt_key])
         variable.assign(tf.cast(value.T if transposed else value, variable.dtype))
-    if report.missing_keys:
-        warnings.warn(f"{type(model).__name__}: not in {source}, newly initialised (train before use): "
-                      f"{report.missing_keys}", stacklevel=3)
-    if report.unexpected_keys:
-        warnings.warn(f"{type(model).__name__}: tensors of {source} this model does not use: "
-                      f"{report.unexpected_keys}", stacklevel=3)
+    report.warn(type(model).__name__, source)
     return report
 
 
