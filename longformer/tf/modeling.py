@@ -328,11 +328,15 @@ class LongformerPreTrainedModel(keras.Model):
     def train_step(self, data):
         """`model.fit` on batches that carry their labels (`labels`, or `start_positions`/`end_positions`)."""
         x = data[0] if isinstance(data, tuple) else data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self(**x, training=True, return_dict=True).loss
-        if loss is None:
-            raise ValueError(f"model.fit needs the labels in the inputs: {list(self.label_names)}.")
-        grads = tape.gradient(loss, self.trainable_variables)
+            if loss is None:
+                raise ValueError(f"model.fit needs the labels in the inputs: {list(self.label_names)}.")
+            # Under a distribution strategy the replicas' gradients are summed: each replica's mean loss is
+            # divided by their number, so the step equals one device's on the whole batch.
+            scaled = loss / replicas
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
