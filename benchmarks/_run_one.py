@@ -1,7 +1,7 @@
 """One implementation, one length, in a fresh process: forward time without and with one global token.
 
 The two cases alternate in the same process (so the global token's cost is measured against the same state),
-after one warm-up call of each. Prints one JSON line.
+after one first (warm-up) call of each. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,11 +25,49 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", type=int, default=12)
     args = ap.parse_args()
+    build = run_flax if args.impl == "flax" else run_tf if args.impl.startswith("tf") else run_torch
+    run, versions = build(args)
+    print(json.dumps({"impl": args.impl, "n": args.n, **measure(run, args.repeat), **versions}))
 
-    if args.impl == "flax":
-        return run_flax(args)
-    if args.impl.startswith("tf"):
-        return run_tf(args)
+
+def measure(run, repeat: int) -> dict:
+    """Time `run(g)` (g = 0 or 1 global token; it returns when the result is ready): one first call of each
+    case (for compiled implementations: trace + compile), then `repeat` timed calls of each, alternating.
+    Memory is the peak RSS above the RSS once the model is built."""
+    base = rss_mb()
+    first, times = {}, {0: [], 1: []}
+    for g in (0, 1):
+        t = time.perf_counter()
+        run(g)
+        first[g] = time.perf_counter() - t
+    for _ in range(repeat):
+        for g in (0, 1):
+            t = time.perf_counter()
+            run(g)
+            times[g].append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"time_s": {g: min(t) for g, t in times.items()}, "first_call_s": first,
+            "peak_above_weights_mb": peak - base}
+
+
+def config_kwargs(args) -> dict:
+    return dict(vocab_size=50265, hidden_size=768, num_hidden_layers=args.layers, num_attention_heads=12,
+                intermediate_size=3072, max_position_embeddings=max(4098, args.n + 2), type_vocab_size=1,
+                layer_norm_eps=1e-5, attention_window=512)
+
+
+def inputs(n: int):
+    """Random ids (1, n) and a global mask with one global token, as NumPy arrays."""
+    import numpy as np
+
+    ids = np.random.default_rng(0).integers(3, 50265, (1, n))
+    one_global = np.zeros((1, n), dtype=np.int64)
+    one_global[0, 0] = 1
+    return ids, one_global
+
+
+def run_torch(args):
+    """Hugging Face or longformer.pt, eval, under torch.no_grad()."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -45,67 +83,36 @@ def main() -> None:
         from longformer.pt import LongformerModel
 
         model = LongformerModel(LongformerConfig(**kw)).eval()
-    ids = torch.randint(3, 50265, (1, args.n))
-    one_global = torch.zeros(1, args.n, dtype=torch.long)
-    one_global[0, 0] = 1
+    ids, one_global = (torch.as_tensor(a) for a in inputs(args.n))
     cases = {0: {}, 1: {"global_attention_mask": one_global}}
-    base = rss_mb()
-    times: dict[int, list[float]] = {0: [], 1: []}
-    with torch.no_grad():
-        for kwargs in cases.values():  # warm-up
-            model(ids, **kwargs)
-        for _ in range(args.repeat):
-            for g, kwargs in cases.items():
-                t = time.perf_counter()
-                model(ids, **kwargs)
-                times[g].append(time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"impl": args.impl, "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
-                      "peak_above_weights_mb": peak - base, "torch": torch.__version__}))
+
+    def run(g):
+        with torch.no_grad():
+            model(ids, **cases[g])
+
+    return run, {"torch": torch.__version__}
 
 
-def config_kwargs(args) -> dict:
-    return dict(vocab_size=50265, hidden_size=768, num_hidden_layers=args.layers, num_attention_heads=12,
-                intermediate_size=3072, max_position_embeddings=max(4098, args.n + 2), type_vocab_size=1,
-                layer_norm_eps=1e-5, attention_window=512)
-
-
-def run_flax(args) -> None:
-    """longformer.flax: the first call (trace + XLA compile) is reported apart from the steady-state time."""
+def run_flax(args):
+    """longformer.flax (compiled by default)."""
     import jax
-    import numpy as np
 
     from longformer import LongformerConfig
     from longformer.flax import LongformerModel
 
     model = LongformerModel(LongformerConfig(**config_kwargs(args)))
     model.eval()
-    r = np.random.default_rng(0)
-    ids = r.integers(3, 50265, (1, args.n))
-    one_global = np.zeros((1, args.n), dtype=np.int64)
-    one_global[0, 0] = 1
+    ids, one_global = inputs(args.n)
     cases = {0: {}, 1: {"global_attention_mask": one_global}}
-    base = rss_mb()
-    compile_s = {}
-    for g, kwargs in cases.items():
-        t = time.perf_counter()
-        jax.block_until_ready(model(ids, **kwargs).last_hidden_state)
-        compile_s[g] = time.perf_counter() - t
-    times: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(args.repeat):
-        for g, kwargs in cases.items():
-            t = time.perf_counter()
-            jax.block_until_ready(model(ids, **kwargs).last_hidden_state)
-            times[g].append(time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"impl": "flax", "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
-                      "first_call_s": compile_s, "peak_above_weights_mb": peak - base, "jax": jax.__version__}))
+
+    def run(g):
+        jax.block_until_ready(model(ids, **cases[g]).last_hidden_state)
+
+    return run, {"jax": jax.__version__}
 
 
-def run_tf(args) -> None:
-    """longformer.tf eagerly, or under `tf.function(jit_compile=True)` with the global-slot count as a static
-    argument; the first call (trace + compile) is reported apart from the steady-state time."""
-    import numpy as np
+def run_tf(args):
+    """longformer.tf eagerly, or under `tf.function(jit_compile=True)` with the global-slot count static."""
     import tensorflow as tf
 
     from longformer import LongformerConfig
@@ -113,35 +120,18 @@ def run_tf(args) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     model = LongformerModel(LongformerConfig(**config_kwargs(args)))
-    r = np.random.default_rng(0)
-    ids = tf.constant(r.integers(3, 50265, (1, args.n)), tf.int32)
-    one_global = np.zeros((1, args.n), dtype=np.int32)
-    one_global[0, 0] = 1
-    cases = {0: {}, 1: {"global_attention_mask": tf.constant(one_global)}}
-    if args.impl == "tf-xla":
-        compiled = {g: tf.function(lambda ids, kw, g=g: model(input_ids=ids, **kw, num_global_slots=g)
-                                   .last_hidden_state, jit_compile=True) for g in cases}
+    ids, one_global = (tf.constant(a, tf.int32) for a in inputs(args.n))
+    cases = {0: {}, 1: {"global_attention_mask": one_global}}
 
-        def run(g, kwargs):
-            return compiled[g](ids, kwargs)
-    else:
-        def run(g, kwargs):
-            return model(input_ids=ids, **kwargs).last_hidden_state
-    base = rss_mb()
-    first = {}
-    for g, kwargs in cases.items():
-        t = time.perf_counter()
-        run(g, kwargs).numpy()
-        first[g] = time.perf_counter() - t
-    times: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(args.repeat):
-        for g, kwargs in cases.items():
-            t = time.perf_counter()
-            run(g, kwargs).numpy()
-            times[g].append(time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"impl": args.impl, "n": args.n, "time_s": {g: min(t) for g, t in times.items()},
-                      "first_call_s": first, "peak_above_weights_mb": peak - base, "tf": tf.__version__}))
+    def forward(g):
+        return model(input_ids=ids, **cases[g], num_global_slots=g if args.impl == "tf-xla" else None)
+
+    compiled = {g: tf.function(lambda g=g: forward(g).last_hidden_state, jit_compile=True) for g in cases}
+
+    def run(g):
+        (compiled[g]() if args.impl == "tf-xla" else forward(g).last_hidden_state).numpy()
+
+    return run, {"tf": tf.__version__}
 
 
 if __name__ == "__main__":

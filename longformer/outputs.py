@@ -124,6 +124,11 @@ class LongformerQuestionAnsweringModelOutput(ModelOutput):
 ENCODER_FIELDS = ("hidden_states", "attentions", "global_attentions")
 
 
+def encoder_fields(base: dict[str, Any]) -> dict[str, Any]:
+    """The encoder fields a head passes through from its base model's output dict."""
+    return {k: base[k] for k in ENCODER_FIELDS}
+
+
 def outputs_to_numpy(output: ModelOutput) -> dict[str, Any]:
     """An output's present fields as NumPy arrays (float32, float64 kept; tuples kept), for jax and tf tensors."""
     import numpy as np

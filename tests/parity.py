@@ -14,6 +14,13 @@ def as_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def close(a, b, atol=ATOL) -> bool:
+    """Same shape and max |a - b| <= atol (NumPy, jax or tf arrays)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (np.abs(a - b).max() if a.size else 0.0) <= atol
+
+
 def assert_outputs_close(ours, ref, atol=ATOL, where=""):
     """Every field `ref` returns must be returned by `ours`, with the same shape, within `atol`."""
     ref_fields = {k: v for k, v in ref.items() if v is not None}

@@ -16,6 +16,7 @@ nnx = pytest.importorskip("flax.nnx")
 import jax.numpy as jnp  # noqa: E402
 from cases import make_inputs  # noqa: E402
 from conftest import HEADS, tiny_kwargs  # noqa: E402
+from parity import close  # noqa: E402
 
 import longformer.flax as lfx  # noqa: E402
 from converters import CheckpointError  # noqa: E402
@@ -55,12 +56,6 @@ def saved(tmp_path, head="LongformerModel", **overrides):
     model = make(head, **overrides)
     model.save_pretrained(tmp_path / head)
     return tmp_path / head, model
-
-
-def close(a, b, atol=ATOL):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (np.abs(a - b).max() if a.size else 0.0) <= atol
 
 
 # ---------------------------------------------------------------------------------------------- the reference

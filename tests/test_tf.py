@@ -17,6 +17,7 @@ keras = pytest.importorskip("keras")
 
 from cases import make_inputs  # noqa: E402
 from conftest import HEADS, tiny_kwargs  # noqa: E402
+from parity import close  # noqa: E402
 
 import longformer.tf as ltf  # noqa: E402
 from converters import CheckpointError  # noqa: E402
@@ -49,12 +50,6 @@ def saved(tmp_path, head="LongformerModel", **overrides):
     model = make(head, **overrides)
     model.save_pretrained(tmp_path / head)
     return tmp_path / head, model
-
-
-def close(a, b, atol=ATOL):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (np.abs(a - b).max() if a.size else 0.0) <= atol
 
 
 def all_close(a, b, atol=ATOL, where=""):

@@ -34,6 +34,7 @@ from ..outputs import (
     LongformerQuestionAnsweringModelOutput,
     LongformerSequenceClassifierOutput,
     LongformerTokenClassifierOutput,
+    encoder_fields,
 )
 from .attention import QUERY_BLOCK, band_attention, band_block, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
@@ -242,7 +243,7 @@ class LongformerPreTrainedModel(nnx.Module):
     base_model_prefix = "longformer"
     config_class = LongformerConfig
 
-    def __init__(self, config: LongformerConfig, *, rngs: nnx.Rngs | None = None, use_jit: bool = True):
+    def __init__(self, config: LongformerConfig, *, use_jit: bool = True):
         if not isinstance(config, LongformerConfig):
             raise TypeError(f"config must be a LongformerConfig, got {type(config).__name__}.")
         config.validate()
@@ -415,7 +416,7 @@ def _num_slots(mask: dict[str, Any]) -> int:
 class LongformerModel(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig, add_pooling_layer: bool = True, *, rngs: nnx.Rngs | None = None,
                  use_jit: bool = True):
-        super().__init__(config, rngs=rngs, use_jit=use_jit)
+        super().__init__(config, use_jit=use_jit)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.embeddings = LongformerEmbeddings(config, rngs)
         self.encoder = LongformerEncoder(config, rngs)
@@ -472,10 +473,6 @@ def _loss_from_logits(logits, labels, num_classes: int, ignore_index: int = -100
     return -jnp.sum(jnp.where(keep, picked, 0.0)) / jnp.sum(keep)
 
 
-def _outputs_of(base: dict[str, Any]) -> dict[str, Any]:
-    return {k: base[k] for k in ("hidden_states", "attentions", "global_attentions")}
-
-
 class LongformerLMHead(nnx.Module):
     def __init__(self, config: LongformerConfig, rngs: nnx.Rngs):
         self.dense = _linear(config.hidden_size, config.hidden_size, config, rngs)
@@ -494,7 +491,7 @@ class LongformerLMHead(nnx.Module):
 
 class LongformerForMaskedLM(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig, *, rngs: nnx.Rngs | None = None, use_jit: bool = True):
-        super().__init__(config, rngs=rngs, use_jit=use_jit)
+        super().__init__(config, use_jit=use_jit)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.longformer = LongformerModel(config, add_pooling_layer=False, rngs=rngs, use_jit=use_jit)
         self.lm_head = LongformerLMHead(config, rngs)
@@ -517,7 +514,7 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
         logits = self.lm_head(outputs["last_hidden_state"], self.longformer.embeddings.word_embeddings)
         loss = (None if labels["labels"] is None
                 else _loss_from_logits(logits, labels["labels"], self.config.vocab_size))
-        return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
 class LongformerClassificationHead(nnx.Module):
@@ -558,7 +555,7 @@ def _sep_based_global(input_ids, attention_mask, sep_token_id: int, before_sep: 
 
 class LongformerForSequenceClassification(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig, *, rngs: nnx.Rngs | None = None, use_jit: bool = True):
-        super().__init__(config, rngs=rngs, use_jit=use_jit)
+        super().__init__(config, use_jit=use_jit)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.num_labels = config.num_labels
         self.longformer = LongformerModel(config, add_pooling_layer=False, rngs=rngs, use_jit=use_jit)
@@ -581,7 +578,7 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         outputs = self.longformer.encode(inputs, **static)
         logits = self.classifier(outputs["last_hidden_state"])
         loss = None if labels["labels"] is None else self._loss(logits, labels["labels"])
-        return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
     def _loss(self, logits, labels):
         problem = self.config.problem_type
@@ -605,7 +602,7 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
 
 class LongformerForMultipleChoice(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig, *, rngs: nnx.Rngs | None = None, use_jit: bool = True):
-        super().__init__(config, rngs=rngs, use_jit=use_jit)
+        super().__init__(config, use_jit=use_jit)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.longformer = LongformerModel(config, rngs=rngs, use_jit=use_jit)
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
@@ -644,12 +641,12 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
         outputs = self.longformer.encode(inputs, **static)
         logits = self.classifier(self.dropout(outputs["pooler_output"])).reshape(-1, num_choices)
         loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], num_choices)
-        return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
 class LongformerForTokenClassification(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig, *, rngs: nnx.Rngs | None = None, use_jit: bool = True):
-        super().__init__(config, rngs=rngs, use_jit=use_jit)
+        super().__init__(config, use_jit=use_jit)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.num_labels = config.num_labels
         self.longformer = LongformerModel(config, add_pooling_layer=False, rngs=rngs, use_jit=use_jit)
@@ -670,7 +667,7 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
         logits = self.classifier(self.dropout(outputs["last_hidden_state"]))
         loss = (None if labels["labels"] is None
                 else _loss_from_logits(logits, labels["labels"], self.num_labels))
-        return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
 class LongformerForQuestionAnswering(LongformerPreTrainedModel):
@@ -678,7 +675,7 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
         if config.num_labels != 2:
             raise ValueError(f"Question answering predicts start and end logits: num_labels must be 2, "
                              f"got {config.num_labels}.")
-        super().__init__(config, rngs=rngs, use_jit=use_jit)
+        super().__init__(config, use_jit=use_jit)
         rngs = nnx.Rngs(0) if rngs is None else rngs
         self.longformer = LongformerModel(config, add_pooling_layer=False, rngs=rngs, use_jit=use_jit)
         self.qa_outputs = _linear(config.hidden_size, config.num_labels, config, rngs)
@@ -713,4 +710,4 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
             end = jnp.clip(labels["end_positions"].reshape(-1), 0, n)
             loss = (_loss_from_logits(start_logits, start, n, ignore_index=n)
                     + _loss_from_logits(end_logits, end, n, ignore_index=n)) / 2
-        return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **_outputs_of(outputs)}
+        return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **encoder_fields(outputs)}

@@ -187,7 +187,7 @@ def global_rows(h: tf.Tensor, slot_position: tf.Tensor, slot_valid: tf.Tensor, k
         context `(B, G, nh, hd)` and probabilities `(B, nh, G, N)` (filler slots: uniform rows).
     """
     B, N, H = _dim(h, 0), _dim(h, 1), h.shape[2]
-    G = slot_position.shape[1] if slot_position.shape[1] is not None else tf.shape(slot_position)[1]
+    G = _dim(slot_position, 1)
     nh, hd = num_heads, H // num_heads
     h_glob = tf.gather(h, slot_position, axis=1, batch_dims=1)                        # B G H
     q = tf.reshape(query(h_glob) * scale, [B, G, nh, hd])

@@ -30,8 +30,17 @@ from ..outputs import (
     LongformerQuestionAnsweringModelOutput,
     LongformerSequenceClassifierOutput,
     LongformerTokenClassifierOutput,
+    encoder_fields,
 )
-from .attention import QUERY_BLOCK, band_attention, band_block, global_rows, global_slots, scatter_global_rows
+from .attention import (
+    QUERY_BLOCK,
+    _dim,
+    band_attention,
+    band_block,
+    global_rows,
+    global_slots,
+    scatter_global_rows,
+)
 from .checkpoint import load_pretrained, save_pretrained
 
 
@@ -271,9 +280,8 @@ class LongformerPooler(keras.layers.Layer):
 
 
 def _shape(x: tf.Tensor):
-    """(B, N, H): static sizes where known, dynamic ones otherwise."""
-    dynamic = tf.shape(x)
-    return tuple(s if s is not None else dynamic[i] for i, s in enumerate(x.shape))
+    """Every size of `x`: static where known, dynamic otherwise."""
+    return tuple(_dim(x, i) for i in range(len(x.shape)))
 
 
 # ---------------------------------------------------------------------------------------------- base classes
@@ -394,8 +402,8 @@ class LongformerPreTrainedModel(keras.Model):
 
 # ---------------------------------------------------------------------------------------------- inputs
 def _is_symbolic(*tensors) -> bool:
-    return any(t is not None and not tf.executing_eagerly() for t in tensors) or any(
-        t is not None and not hasattr(t, "numpy") for t in tensors)
+    """Graph tensors (inside tf.function, fit, a strategy): their values are unknown while tracing."""
+    return any(t is not None and tf.is_symbolic_tensor(t) for t in tensors)
 
 
 def _as_tensor(x, dtype=None):
@@ -567,15 +575,10 @@ def _loss_from_logits(logits, labels, num_classes, ignore_index: int = -100):
     return tf.reduce_sum(tf.where(keep, per_token, 0.0)) / tf.reduce_sum(tf.cast(keep, tf.float32))
 
 
-def _outputs_of(base: dict[str, Any]) -> dict[str, Any]:
-    return {k: base[k] for k in ("hidden_states", "attentions", "global_attentions")}
-
-
 class LongformerLMHead(keras.layers.Layer):
     def __init__(self, config: LongformerConfig, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.vocab_size = config.hidden_size, config.vocab_size
-        self.initializer = _init(config)
         self.dense = _dense(config.hidden_size, config, "dense")
         self.layer_norm = _layer_norm(config, "layer_norm")
         # Tied (the default): the decoder is the word embedding matrix; only its bias is a weight here.
@@ -627,7 +630,7 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
             logits = self.lm_head(outputs["last_hidden_state"], word_embeddings=self.longformer.embeddings.word_embeddings)
             loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
                                                                            self.config.vocab_size)
-            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
         return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
@@ -705,7 +708,7 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         def head(outputs, labels):
             logits = self.classifier(outputs["last_hidden_state"], training=training)
             loss = None if labels["labels"] is None else self._loss(logits, labels["labels"])
-            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
         return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
@@ -778,7 +781,7 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
             logits = self.classifier(self.dropout(outputs["pooler_output"], training=training))
             logits = tf.reshape(logits, [-1, num_choices])
             loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], num_choices)
-            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
         return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
@@ -810,7 +813,7 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
             logits = self.classifier(self.dropout(outputs["last_hidden_state"], training=training))
             loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
                                                                            self.num_labels)
-            return {"loss": loss, "logits": logits, **_outputs_of(outputs)}
+            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
         return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
@@ -864,7 +867,7 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
                 end = tf.clip_by_value(tf.reshape(tf.cast(labels["end_positions"], tf.int32), [-1]), 0, n)
                 loss = (_loss_from_logits(start_logits, start, n, ignore_index=n)
                         + _loss_from_logits(end_logits, end, n, ignore_index=n)) / 2
-            return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **_outputs_of(outputs)}
+            return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **encoder_fields(outputs)}
 
         return self._run({"input_ids": input_ids, **kw}, labels, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
