@@ -17,6 +17,8 @@ WEIGHTS_FILES = (
     "pytorch_model.bin.index.json",
     "tf_model.h5",
     "tf_model.h5.index.json",
+    "flax_model.msgpack",
+    "flax_model.msgpack.index.json",
 )
 
 _HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")

@@ -13,15 +13,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from converters.checkpoint import SAFE_WEIGHTS, checkpoint_format, read_checkpoint, write_safetensors
-from converters.names import match_names
+from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetensors
+from converters.formats import weights_format
+from converters.names import from_format_leaf, match_names
 
 from ..config import LongformerConfig
 from ..hub import checkpoint_config, resolve_checkpoint
 
-# nnx leaf name -> (canonical leaf name, transposed?)
-LAYOUT = {"kernel": ("weight", True), "scale": ("weight", False), "embedding": ("weight", False),
-          "bias": ("bias", False)}
+# nnx leaf name -> (canonical leaf name, transposed?): the "flax" column of converters.names.LEAVES, the same
+# names Flax msgpack checkpoints use.
+LAYOUT = from_format_leaf("flax")
 
 
 def canonical_key(path: tuple) -> tuple[str, bool]:
@@ -46,8 +47,8 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
     use_jit = kwargs.pop("use_jit", True)
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
-    # safetensors straight into jax arrays (no torch); pytorch_model.bin needs torch to unpickle.
-    framework = "flax" if checkpoint_format(weights).startswith("safetensors") else "numpy"
+    # Straight into jax arrays; pytorch_model.bin needs torch to unpickle.
+    framework = "flax" if weights_format(weights)[0] != "pt" else "numpy"
     state = read_checkpoint(weights, framework=framework, shard_paths=shard_paths)
 
     model = cls(config, rngs=rngs, use_jit=use_jit)

@@ -15,14 +15,14 @@ import numpy as np
 import tensorflow as tf
 
 from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetensors
-from converters.names import match_names
+from converters.names import from_format_leaf, match_names
 
 from ..config import LongformerConfig
 from ..hub import checkpoint_config, resolve_checkpoint
 
-# Keras variable name -> (canonical leaf name, transposed?)
-LAYOUT = {"kernel": ("weight", True), "gamma": ("weight", False), "beta": ("bias", False),
-          "embeddings": ("weight", False), "bias": ("bias", False)}
+# Keras variable name -> (canonical leaf name, transposed?): the "tf" column of converters.names.LEAVES, the same
+# names Hugging Face 4.x tf_model.h5 files use.
+LAYOUT = from_format_leaf("tf")
 
 
 def _sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
