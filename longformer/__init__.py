@@ -4,6 +4,17 @@
 and `longformer.flax`, each importing only its own framework.
 """
 
+from .auto import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    available_backends,
+)
 from .config import LongformerConfig
 from .outputs import (
     LongformerBaseModelOutput,
@@ -20,6 +31,15 @@ from .tokenizer import LongformerTokenizer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoConfig",
+    "AutoModel",
+    "AutoModelForMaskedLM",
+    "AutoModelForMultipleChoice",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
+    "AutoTokenizer",
+    "available_backends",
     "LongformerBaseModelOutput",
     "LongformerBaseModelOutputWithPooling",
     "LongformerConfig",

@@ -1,9 +1,12 @@
 """The `longformer` command.
 
+    longformer convert SRC DST --to {safetensors,pt,tf,flax}   convert, then check both give the same outputs
     longformer parity [CHECKPOINT] [--backends pt,...] [--seq-len N]   same batch in every backend, max differences
     longformer inspect CHECKPOINT                                       format, config, parameters, problems
+    longformer from-roberta SRC DST [--max-positions 4096] [--attention-window 512]   RoBERTa -> Longformer
 
-CHECKPOINT is a folder, a weights file or a Hub id; `parity` defaults to the small checkpoint bundled in the package.
+CHECKPOINT, SRC: a folder, a weights file or a Hub id; `parity` defaults to the small checkpoint bundled in the
+package. Exit status: 0 success, 1 outputs differ beyond the tolerance (or problems found), 2 an error.
 """
 
 from __future__ import annotations
@@ -112,42 +115,152 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------------------------------------------- convert
+# The framework each format comes from; a format whose framework is missing is checked in another installed one.
+FORMAT_BACKEND = {"pt": "pt", "tf": "tf", "flax": "flax", "safetensors": "pt"}
+
+
+def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"revision": args.revision, "cache_dir": args.cache_dir, "token": args.token,
+            "local_files_only": args.local_files_only or None}
+
+
+def _pick_backend(fmt: str) -> str:
+    installed = available_backends()
+    preferred = FORMAT_BACKEND[fmt]
+    return preferred if preferred in installed else (installed[0] if installed else "numpy-reference")
+
+
+def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inputs, state=None, hub=None):
+    """Outputs of `head` loaded from `path` (or, given `state`, built from those canonical NumPy tensors)."""
+    from converters.checkpoint import read_checkpoint
+
+    from .hub import resolve_checkpoint
+    from .reference import ReferenceModel
+
+    if backend == "numpy-reference":
+        if state is None:
+            weights, shards = resolve_checkpoint(path, **(hub or {}))
+            state = read_checkpoint(weights, shard_paths=shards)
+        return ReferenceModel(config, state)(**inputs)
+    module = load_backend(backend)
+    cls = getattr(module, head)
+    if state is None:
+        model = cls.from_pretrained(path, **(hub or {}))
+    else:
+        import importlib
+
+        from converters.formats import numpy_to_torch
+
+        model = cls(config)
+        checkpoint = importlib.import_module(f"longformer.{backend}.checkpoint")
+        checkpoint.load_canonical_state(model, {k: numpy_to_torch(v) for k, v in state.items()}
+                                        if backend == "pt" else state, source=path)
+        if hasattr(model, "eval"):
+            model.eval()
+    return module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)
+
+
+def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig, source_format: str,
+                      target_format: str, dtype: str | None, seq_len: int, max_error: float,
+                      hub: dict[str, Any] | None = None) -> int:
+    """Run one batch through the source (in its framework) and the result (in its framework); print the largest
+    difference per output field. With --dtype fp16/bf16 the source's weights are rounded the same way first, so
+    the check measures the conversion, not the rounding. 0 if every field is within `max_error`, else 1."""
+    import warnings
+
+    from converters.checkpoint import read_checkpoint
+    from converters.convert import cast
+
+    from .hub import resolve_checkpoint
+
+    inputs = make_batch(config, seq_len)
+    if head == "LongformerForMultipleChoice":
+        inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
+    a, b = _pick_backend(source_format), _pick_backend(target_format)
+    state = None
+    if dtype not in (None, "fp32") or a == "numpy-reference":
+        weights, shards = resolve_checkpoint(src, **(hub or {}))
+        state = read_checkpoint(weights, shard_paths=shards)
+        if dtype not in (None, "fp32"):
+            state = {k: cast(v, dtype).astype(v.dtype) for k, v in state.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unused-pooler and similar loading notes are not the point here
+        before = _run_model(a, head, src, config, inputs, state, hub)
+        after = _run_model(b, head, dst, config, inputs)
+    fields = [f for f in before if f in after and before[f] is not None and after[f] is not None and f != "loss"]
+    print(f"\nverify: {head}, batch 2 x {seq_len} tokens with global tokens and padding; source in {a}, result in "
+          f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}")
+    worst = 0.0
+    width = max(len(f) for f in fields)
+    for field in fields:
+        d = _max_difference(before[field], after[field])
+        worst = max(worst, d)
+        print(f"  {field.ljust(width)}  {d:.2e}")
+    ok = worst <= max_error
+    print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst:.2e} (--max-error {max_error:g})")
+    return 0 if ok else 1
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from converters.convert import convert
+    from converters.formats import weights_format
+
+    from .hub import resolve_weights
+
+    hub = {k: v for k, v in _hub_options(args).items() if v is not None}
+    source_format = weights_format(resolve_weights(args.src, **hub))[0]
+    t = time.perf_counter()
+    result = convert(args.src, args.dst, args.to, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                     force=args.force, **hub)
+    print(f"converted {args.src} ({source_format}) -> {result.folder} ({args.to}{', ' + args.dtype if args.dtype else ''})"
+          f": {result.head}, {result.tensors} tensors, {result.nbytes / 2**20:.1f} MiB in {len(result.files)} "
+          f"file{'s' if len(result.files) > 1 else ''}, {time.perf_counter() - t:.1f} s")
+    if result.carried:
+        print(f"copied unchanged (no Longformer class uses them): {result.carried}")
+    if args.no_verify:
+        return 0
+    return verify_conversion(args.src, result.folder, head=result.head, config=result.config,
+                             source_format=source_format, target_format=args.to, dtype=args.dtype,
+                             seq_len=args.seq_len, max_error=args.max_error, hub=hub)
+
+
+def cmd_from_roberta(args: argparse.Namespace) -> int:
+    from converters.convert import from_roberta
+
+    windows = [int(w) for w in args.attention_window.split(",")]
+    t = time.perf_counter()
+    result = from_roberta(args.src, args.dst, max_positions=args.max_positions,
+                          attention_window=windows[0] if len(windows) == 1 else windows, to=args.to,
+                          dtype=args.dtype, max_shard_size=args.max_shard_size, force=args.force,
+                          **_hub_options(args))
+    print(f"converted RoBERTa {args.src} -> Longformer {result.folder} ({args.to}): {result.head}, "
+          f"{result.config.max_position_embeddings - result.config.pad_token_id - 1} positions, windows "
+          f"{sorted(set(result.config.attention_windows))}, {result.tensors} tensors, {result.nbytes / 2**20:.1f} MiB, "
+          f"{time.perf_counter() - t:.1f} s")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- inspect
-def _headers(path: str) -> tuple[str, dict[str, tuple[tuple[int, ...], str]], list[str]]:
-    """Format, {name: (shape, dtype)} and file list, reading safetensors headers only."""
-    from converters.checkpoint import CheckpointError, checkpoint_format, read_checkpoint, read_index
+def _headers(path: str, shard_paths: list[str] | None = None):
+    """Format, {name: (shape, dtype)} and file list (safetensors and h5: headers only, no tensor read)."""
+    from converters.formats import open_checkpoint
 
-    fmt = checkpoint_format(path)
-    files = [path]
-    if fmt.endswith("sharded"):
-        files = [os.path.join(os.path.dirname(path), f) for f in sorted(set(read_index(path).values()))]
-    tensors: dict[str, tuple[tuple[int, ...], str]] = {}
-    for file in files:
-        if file.endswith(".safetensors"):
-            from safetensors import SafetensorError, safe_open
-
-            try:
-                with safe_open(file, framework="numpy") as f:
-                    for key in f.keys():  # noqa: SIM118
-                        s = f.get_slice(key)
-                        tensors[key] = (tuple(s.get_shape()), s.get_dtype())
-            except (SafetensorError, OSError) as e:
-                raise CheckpointError(f"{file} is not a readable safetensors file: {e}") from e
-        else:
-            for key, value in read_checkpoint(file, framework="pt").items():
-                tensors[key] = (tuple(value.shape), str(value.dtype).removeprefix("torch."))
-    return fmt, tensors, files
+    with open_checkpoint(path, shard_paths) as source:
+        tensors = {k: (e.shape, e.dtype.name) for k, e in source.entries.items()}
+        return source.format + ("-sharded" if len(source.files) > 1 or path.endswith(".index.json") else ""), \
+            tensors, source.files
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from converters.checkpoint import CheckpointError
     from converters.names import canonical_shapes, guess_head, match_names
 
-    from .hub import resolve_weights
+    from .hub import resolve_checkpoint
 
-    weights = resolve_weights(args.checkpoint)
+    weights, shards = resolve_checkpoint(args.checkpoint)
     folder = os.path.dirname(weights)
-    fmt, tensors, files = _headers(weights)
+    fmt, tensors, files = _headers(weights, shards)
     head = guess_head(tensors)
     print(f"checkpoint: {weights}\nformat: {fmt} ({len(files)} file{'s' if len(files) > 1 else ''}, "
           f"{sum(os.path.getsize(f) for f in files) / 2**20:.1f} MiB)")
@@ -183,6 +296,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longformer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def hub_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--revision", help="Hub branch, tag or commit (Hub ids only)")
+        p.add_argument("--cache-dir", help="Hugging Face cache folder")
+        p.add_argument("--token", help="Hub token for private repositories")
+        p.add_argument("--local-files-only", action="store_true", help="use the local Hub cache only")
+
+    def output_options(p: argparse.ArgumentParser, formats) -> None:
+        p.add_argument("--to", choices=formats, default="safetensors", help="output format (default safetensors)")
+        p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="round floating tensors (default: keep)")
+        p.add_argument("--max-shard-size", help="split the output into shards of at most this size (e.g. 2GB)")
+        p.add_argument("--force", action="store_true", help="replace DST if it exists")
+
+    from converters.formats import FORMATS
+
+    p = sub.add_parser("convert", help="convert a checkpoint to another format, then verify the outputs match")
+    p.add_argument("src", help="folder, weights file or Hub id")
+    p.add_argument("dst", help="output folder (created; must not exist unless --force)")
+    output_options(p, FORMATS)
+    p.add_argument("--max-error", type=float, default=5e-5, help="largest allowed output difference (default 5e-5)")
+    p.add_argument("--no-verify", action="store_true", help="skip loading both and comparing outputs")
+    p.add_argument("--seq-len", type=int, default=64, help="tokens per row in the check (default 64)")
+    hub_options(p)
+    p.set_defaults(func=cmd_convert)
     p = sub.add_parser("parity", help="run one batch in every installed backend and compare all outputs")
     p.add_argument("checkpoint", nargs="?", help="folder, file or Hub id (default: the bundled tiny checkpoint)")
     p.add_argument("--backends", help=f"comma-separated, from {sorted(BACKENDS)} (default: every installed one)")
@@ -193,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="format, config summary, parameter count, dtypes, shards and problems")
     p.add_argument("checkpoint", help="folder, file or Hub id")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("from-roberta", help="a Longformer checkpoint from a Hugging Face RoBERTa one (paper recipe)")
+    p.add_argument("src", help="RoBERTa folder, weights file or Hub id (config.json beside it)")
+    p.add_argument("dst", help="output folder")
+    p.add_argument("--max-positions", type=int, default=4096, help="longest input in tokens (default 4096)")
+    p.add_argument("--attention-window", default="512",
+                   help="window of every layer, or one per layer comma-separated (even numbers; default 512)")
+    output_options(p, FORMATS)
+    hub_options(p)
+    p.set_defaults(func=cmd_from_roberta)
     return parser
 
 
@@ -200,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

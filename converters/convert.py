@@ -1,0 +1,296 @@
+"""Checkpoint conversion: any format to any format, and RoBERTa to Longformer, streaming and all-or-nothing.
+
+Both read the source tensor by tensor (`converters.formats.Source`), write the result into a fresh temporary folder
+beside the destination (`write_checkpoint`, shard by shard), add `config.json` and the tokenizer files, and only
+then rename the folder into place. A failure at any point removes the temporary folder; an existing destination is
+replaced only with `force=True`, and is left as it was if the conversion fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from longformer.config import LongformerConfig
+from longformer.hub import checkpoint_config, resolve_checkpoint, resolve_file
+
+from .checkpoint import CheckpointError
+from .formats import BFLOAT16, FORMATS, Source, open_checkpoint, write_checkpoint
+from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
+
+DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": BFLOAT16}
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+@dataclass
+class Conversion:
+    """What a conversion wrote: the folder, its weight files, the model class, tensor count and bytes."""
+
+    folder: str
+    files: list[str]
+    head: str
+    config: LongformerConfig
+    tensors: int
+    nbytes: int
+    carried: list[str] = field(default_factory=list)  # tensors no Longformer class uses, copied as they were
+
+
+def parse_size(size: int | str | None) -> int | None:
+    """`500MB`, `2GB`, `1GiB` or a number of bytes -> bytes (None stays None: no sharding)."""
+    if size is None or isinstance(size, int):
+        return size
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", size, flags=re.IGNORECASE)
+    if not m:
+        raise ValueError(f"Cannot read shard size {size!r}; write e.g. 500MB, 2GB or 1GiB.")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").upper()])
+
+
+def cast(value: np.ndarray, dtype: str | None, key: str = "tensor") -> np.ndarray:
+    """Round a floating tensor to `dtype` ("fp32", "fp16", "bf16"; nearest-even), through fp32 (exact from bf16 and
+    fp16), refusing values fp16 cannot hold. Integer tensors and `dtype=None` pass unchanged."""
+    if dtype is None or not (np.issubdtype(value.dtype, np.floating) or value.dtype == BFLOAT16):
+        return value
+    target = DTYPES[dtype]
+    if value.dtype == target:
+        return value
+    with np.errstate(over="ignore"):  # fp16 overflow is reported below, by tensor name
+        out = value.astype(np.float32, copy=False).astype(target)
+    if target == np.float16 and not np.isfinite(out).all() and np.isfinite(value.astype(np.float32)).all():
+        raise CheckpointError(f"{key} has values beyond fp16's range (|x| > 65504); use --dtype bf16 or fp32.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def plan(source: Source, config: LongformerConfig, where: str) -> tuple[str, dict[str, str], list[str]]:
+    """The model class, output key -> source key (canonical names, aliases dropped), and tensors carried as-is.
+
+    Raises `CheckpointError` when a tensor's shape does not fit the config or the encoder is incomplete (a
+    foreign file)."""
+    names: dict[str, str] = {}
+    for key in source.entries:
+        new = legacy_rename(key)
+        if new.endswith(IGNORED):
+            continue
+        names.setdefault(new, key)
+    head = guess_head(names)
+    prefix = BASE_PREFIX if head != "LongformerModel" else ""
+    # Aliases of other tensors: the tied decoder, and the decoder bias (always lm_head.bias).
+    bias = "lm_head.decoder.bias"
+    if bias in names and "lm_head.bias" not in names:
+        names["lm_head.bias"] = names[bias]
+    names.pop(bias, None)
+    if config.tie_word_embeddings:
+        names.pop("lm_head.decoder.weight", None)
+    report = match_names(canonical_shapes(config, head), {k: source.entries[v].shape for k, v in names.items()},
+                         model_has_prefix=bool(prefix), source=where)
+    if report.unexpected_keys:
+        warnings.warn(f"{where}: tensors no {head} uses, copied unchanged: {report.unexpected_keys}", stacklevel=3)
+    return head, names, report.unexpected_keys
+
+
+def _write(dst: str, fmt: str, entries: dict[str, tuple[tuple[int, ...], np.dtype]], read: Callable[[str], Any], *,
+           head: str, config: LongformerConfig, tokenizer_from: Callable[[str], str | None], force: bool,
+           max_shard_size: int | str | None, progress: bool | None,
+           finish: Callable[[str], None] | None = None) -> list[str]:
+    """Write weights, config and tokenizer files into a temporary folder, then rename it to `dst`."""
+    from tqdm.auto import tqdm
+
+    dst = os.path.abspath(dst)
+    if os.path.isfile(dst):
+        raise FileExistsError(f"{dst} is a file; the destination must be a folder.")
+    if os.path.exists(dst) and not force:
+        raise FileExistsError(f"{dst} already exists; pass --force (force=True) to replace it.")
+    parent = os.path.dirname(dst)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".partial", dir=parent)
+    try:
+        total = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in entries.values())
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {fmt}", disable=None if progress is None else not progress,
+                  leave=False) as bar:
+            files = write_checkpoint(tmp, fmt, entries, read, head=head, max_shard_size=parse_size(max_shard_size),
+                                     progress=bar.update)
+        config.save_pretrained(tmp)
+        for name in TOKENIZER_FILES:
+            path = tokenizer_from(name)
+            if path is not None:
+                shutil.copyfile(path, os.path.join(tmp, name))
+        if finish is not None:
+            finish(tmp)
+        _replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return files
+
+
+def _replace(tmp: str, dst: str) -> None:
+    """Rename `tmp` to `dst`; an existing `dst` is moved aside first and restored if the rename fails."""
+    if not os.path.exists(dst):
+        os.replace(tmp, dst)
+        return
+    old = tmp.removesuffix(".partial") + ".old"
+    os.replace(dst, old)
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _tokenizer_source(src: str, hub: dict[str, Any]) -> Callable[[str], str | None]:
+    def find(name: str) -> str | None:
+        folder = os.path.dirname(src) if os.path.isfile(src) else src
+        try:
+            return resolve_file(folder, name, **hub)
+        except FileNotFoundError:
+            return None
+
+    return find
+
+
+# ---------------------------------------------------------------------------------------------- convert
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetensors", *, dtype: str | None = None,
+            max_shard_size: int | str | None = None, force: bool = False, progress: bool | None = None,
+            **hub_kwargs: Any) -> Conversion:
+    """Convert a Longformer checkpoint (folder, weights file or Hub id) to `to` in the folder `dst`.
+
+    Args:
+        to: "safetensors", "pt" (pytorch_model.bin), "tf" (HF 4.x tf_model.h5) or "flax" (flax_model.msgpack).
+        dtype: "fp32", "fp16" or "bf16" to round floating tensors (nearest-even); None keeps them.
+        max_shard_size: bytes or "500MB"; larger checkpoints are written as shards plus an index.
+        force: replace an existing `dst`.
+        progress: show a progress bar (None: when writing to a terminal).
+        hub_kwargs: revision=, cache_dir=, local_files_only=, token= for Hub ids.
+    """
+    if to not in FORMATS:
+        raise ValueError(f"Unknown target format {to!r}; choose from {list(FORMATS)}.")
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; choose from {list(DTYPES)}.")
+    src, dst = os.fspath(src), os.fspath(dst)
+    config, hub = checkpoint_config(src, None, **hub_kwargs)
+    weights, shards = resolve_checkpoint(src, **hub)
+    with open_checkpoint(weights, shards) as source:
+        head, names, carried = plan(source, config, weights)
+        entries = {k: (source.entries[v].shape, cast(np.zeros(0, source.entries[v].dtype), dtype).dtype)
+                   for k, v in names.items()}
+        config = config.copy()
+        config.extra["architectures"] = [head]
+        if dtype is not None:
+            config.extra["torch_dtype"] = DTYPE_NAMES[dtype]
+        files = _write(dst, to, entries, lambda k: cast(source.read(names[k]), dtype, k), head=head, config=config,
+                       tokenizer_from=_tokenizer_source(src, hub), force=force, max_shard_size=max_shard_size,
+                       progress=progress)
+    nbytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in entries.values())
+    return Conversion(os.path.abspath(dst), files, head, config, len(entries), nbytes, carried)
+
+
+# ---------------------------------------------------------------------------------------------- RoBERTa
+ROBERTA_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                  "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "type_vocab_size",
+                  "initializer_range", "layer_norm_eps", "pad_token_id", "bos_token_id", "eos_token_id",
+                  "id2label", "label2id", "problem_type", "classifier_dropout")
+
+
+def longformer_config_from_roberta(roberta: dict[str, Any], max_positions: int,
+                                   attention_window: int | list[int]) -> LongformerConfig:
+    """A Longformer config with RoBERTa's sizes, `max_positions` tokens and the given window(s)."""
+    if roberta.get("model_type") not in ("roberta", None):
+        raise ValueError(f"This is a {roberta.get('model_type')!r} config, not a RoBERTa one.")
+    fields = {k: roberta[k] for k in ROBERTA_FIELDS if roberta.get(k) is not None}
+    pad = fields.get("pad_token_id", 1)
+    architectures = [a.replace("Roberta", "Longformer") for a in roberta.get("architectures") or []]
+    config = LongformerConfig(**fields, max_position_embeddings=max_positions + pad + 1,
+                              attention_window=attention_window, architectures=architectures)
+    return config
+
+
+def from_roberta(src: str | os.PathLike, dst: str | os.PathLike, *, max_positions: int = 4096,
+                 attention_window: int | list[int] = 512, to: str = "safetensors", dtype: str | None = None,
+                 max_shard_size: int | str | None = None, force: bool = False, progress: bool | None = None,
+                 **hub_kwargs: Any) -> Conversion:
+    """Turn a Hugging Face RoBERTa checkpoint into a Longformer one, as the Longformer paper did.
+
+    The position table grows to `max_positions + 2` rows by tiling RoBERTa's learned positions (the first two rows,
+    the padding offset, are kept); `query_global` / `key_global` / `value_global` start as copies of the local
+    projections; every layer gets `attention_window` (an int, or one per layer). Everything else is copied.
+    For inputs shorter than half the window the result computes exactly what RoBERTa computes."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    hub = {k: v for k, v in hub_kwargs.items() if v is not None}
+    folder = os.path.dirname(src) if os.path.isfile(src) else src
+    with open(resolve_file(folder, "config.json", **hub), encoding="utf-8") as f:
+        roberta = json.load(f)
+    config = longformer_config_from_roberta(roberta, max_positions, attention_window)
+    weights, shards = resolve_checkpoint(src, **hub)
+    with open_checkpoint(weights, shards) as source:
+        names: dict[str, str] = {}  # output key -> source key
+        for key in source.entries:
+            new = "longformer." + key[len("roberta."):] if key.startswith("roberta.") else legacy_rename(key)
+            if not new.endswith(IGNORED):
+                names[new] = key
+        prefix = BASE_PREFIX if any(k.startswith(BASE_PREFIX) for k in names) else ""
+        for i in range(config.num_hidden_layers):
+            for proj in ("query", "key", "value"):
+                for leaf in ("weight", "bias"):
+                    local = f"{prefix}encoder.layer.{i}.attention.self.{proj}.{leaf}"
+                    if local not in names:
+                        raise CheckpointError(f"{weights} has no {local}: not a RoBERTa checkpoint of this config.")
+                    names[f"{prefix}encoder.layer.{i}.attention.self.{proj}_global.{leaf}"] = names[local]
+        positions = f"{prefix}embeddings.position_embeddings.weight"
+        if positions not in names:
+            raise CheckpointError(f"{weights} has no {positions}: not a RoBERTa checkpoint.")
+        names.pop("lm_head.decoder.bias", None)
+        if config.tie_word_embeddings:
+            names.pop("lm_head.decoder.weight", None)
+        head = guess_head(names)
+        old_rows, hidden = source.entries[names[positions]].shape
+        offset = config.pad_token_id + 1
+        if old_rows <= offset:
+            raise CheckpointError(f"{weights}: {positions} has {old_rows} rows; RoBERTa's have 514.")
+
+        def read(key: str) -> np.ndarray:
+            value = source.read(names[key])
+            if key == positions:  # tile the learned rows (after the padding offset) over the longer table
+                grown = np.empty((config.max_position_embeddings, hidden), value.dtype)
+                grown[:offset] = value[:offset]
+                learned = value[offset:]
+                for start in range(offset, config.max_position_embeddings, len(learned)):
+                    stop = min(start + len(learned), config.max_position_embeddings)
+                    grown[start:stop] = learned[: stop - start]
+                value = grown
+            return cast(value, dtype, key)
+
+        shapes = {k: source.entries[v].shape for k, v in names.items()}
+        shapes[positions] = (config.max_position_embeddings, hidden)
+        match_names(canonical_shapes(config, head), shapes, model_has_prefix=bool(prefix), source=weights)
+        entries = {k: (s, cast(np.zeros(0, source.entries[names[k]].dtype), dtype).dtype) for k, s in shapes.items()}
+        config.extra["architectures"] = [head]
+
+        files = _write(dst, to, entries, read, head=head, config=config, tokenizer_from=_tokenizer_source(src, hub),
+                       force=force, max_shard_size=max_shard_size, progress=progress,
+                       finish=lambda folder: _set_model_max_length(folder, max_positions))
+    nbytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in entries.values())
+    return Conversion(os.path.abspath(dst), files, head, config, len(entries), nbytes)
+
+
+def _set_model_max_length(folder: str, max_positions: int) -> None:
+    path = os.path.join(folder, "tokenizer_config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    data["model_max_length"] = max_positions
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
