@@ -78,3 +78,53 @@ def hf_checkpoint(tmp_path):
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+def random_checkpoint(folder, head: str = "LongformerForMaskedLM", seed: int = 0, **config_overrides):
+    """A canonical safetensors checkpoint of `head` with random weights, built with NumPy alone (no framework).
+
+    Returns (folder, config, state)."""
+    from converters.formats import write_checkpoint
+    from converters.names import canonical_shapes
+    from longformer import LongformerConfig
+
+    if head == "LongformerForQuestionAnswering":
+        config_overrides.setdefault("num_labels", 2)
+    config = LongformerConfig(**tiny_kwargs(**config_overrides), architectures=[head])
+    r = rng(seed)
+    state = {}
+    for key, shape in canonical_shapes(config, head).items():
+        base = 1.0 if key.endswith(("LayerNorm.weight", "layer_norm.weight")) else 0.0
+        state[key] = (base + 0.1 * r.standard_normal(shape)).astype(np.float32)
+    os.makedirs(folder, exist_ok=True)
+    write_checkpoint(str(folder), "safetensors", {k: (v.shape, v.dtype) for k, v in state.items()}, state.__getitem__,
+                     head=head)
+    config.save_pretrained(folder)
+    return folder, config, state
+
+
+def longformer_inputs(seed: int = 0, batch: int = 2, length: int = 13, vocab: int = 99):
+    """Token ids with <s> first, the second row padded, and global tokens in both rows."""
+    r = rng(seed)
+    ids = r.integers(5, vocab, size=(batch, length))
+    ids[:, 0] = 0
+    mask = np.ones_like(ids)
+    mask[-1, length - 4:] = 0
+    ids[-1, length - 4:] = 1
+    glob = np.zeros_like(ids)
+    glob[:, 0] = 1
+    glob[0, 3] = 1
+    return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}
+
+
+def make_cache(tmp_path, source, repo="someorg/tiny-longformer", revision="main"):
+    """A Hugging Face Hub cache holding `source`'s files as repository `repo` at `revision`, laid out as
+    huggingface_hub writes it: `models--org--name/{refs/<revision>, snapshots/<sha>/...}`. Returns the cache dir."""
+    import shutil
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = tmp_path / "cache" / ("models--" + repo.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / revision).write_text(sha)
+    shutil.copytree(source, repo_dir / "snapshots" / sha)
+    return tmp_path / "cache"

@@ -72,3 +72,79 @@ def test_canonical_table_matches_the_models(head):
     saved = {k: tuple(v.shape) for k, v in ref.state_dict().items() if not k.startswith("lm_head.decoder")}
     assert table == saved
     assert guess_head(table) == head
+
+
+# ---------------------------------------------------------------------------------------------- convert
+def test_convert_verifies_and_refuses_to_overwrite(tmp_path):
+    from longformer.cli import bundled_checkpoint
+
+    dst = tmp_path / "out"
+    result = longformer("convert", bundled_checkpoint(), str(dst), "--to", "tf", "--max-shard-size", "50KB")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LongformerForMaskedLM, 54 tensors" in result.stdout and "PASS" in result.stdout
+    for field in ("logits", "hidden_states", "attentions", "global_attentions"):
+        assert f"  {field} " in result.stdout
+    assert (dst / "tf_model.h5.index.json").exists() and (dst / "vocab.json").exists()
+
+    again = longformer("convert", bundled_checkpoint(), str(dst), "--to", "flax")
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    assert (dst / "tf_model.h5.index.json").exists()
+    forced = longformer("convert", str(dst), str(dst), "--to", "flax", "--force", "--dtype", "bf16")
+    assert forced.returncode == 0, forced.stderr
+    assert "rounded to bf16" in forced.stdout and "PASS" in forced.stdout
+    assert sorted(p.name for p in dst.iterdir() if p.name.endswith(".msgpack")) == ["flax_model.msgpack"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+    inspect = longformer("inspect", str(dst))
+    assert inspect.returncode == 0 and "format: flax" in inspect.stdout and "bfloat16 x54" in inspect.stdout
+
+    bad = longformer("convert", bundled_checkpoint(), str(tmp_path / "x"), "--to", "onnx")
+    assert bad.returncode == 2 and "invalid choice: 'onnx'" in bad.stderr
+
+
+def test_convert_of_a_corrupt_checkpoint_writes_nothing(tmp_path):
+    from longformer.cli import bundled_checkpoint
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundled_checkpoint(), broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    result = longformer("convert", str(broken), str(tmp_path / "out"), "--to", "pt")
+    assert result.returncode == 2 and "model.safetensors" in result.stderr and "truncated" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
+
+
+def test_verification_catches_a_wrong_tensor(tmp_path, capsys):
+    """A result whose weights differ from the source fails the check (exit status 1)."""
+    from converters.convert import convert
+    from converters.formats import open_checkpoint, write_checkpoint
+    from longformer.cli import bundled_checkpoint, verify_conversion
+
+    out = convert(bundled_checkpoint(), tmp_path / "out", "safetensors")
+    path = str(tmp_path / "out" / "model.safetensors")
+    with open_checkpoint(path) as source:
+        state = source.read_all()
+    state["longformer.encoder.layer.1.output.dense.bias"][3] += 1e-3  # (a shift of every entry would vanish in LayerNorm)
+    write_checkpoint(str(tmp_path / "out"), "safetensors", {k: (v.shape, v.dtype) for k, v in state.items()},
+                     state.__getitem__, head=out.head)
+    status = verify_conversion(bundled_checkpoint(), out.folder, head=out.head, config=out.config,
+                               source_format="safetensors", target_format="safetensors", dtype=None, seq_len=40,
+                               max_error=5e-5)
+    assert status == 1 and "FAIL" in capsys.readouterr().out
+
+
+def test_from_roberta_command(tmp_path):
+    import transformers
+    from conftest import randomize_
+
+    config = transformers.RobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=37, max_position_embeddings=34, type_vocab_size=1)
+    randomize_(transformers.RobertaForMaskedLM(config)).save_pretrained(tmp_path / "roberta")
+    result = longformer("from-roberta", str(tmp_path / "roberta"), str(tmp_path / "lf"), "--max-positions", "128",
+                        "--attention-window", "16,32")
+    assert result.returncode == 0, result.stderr
+    assert "128 positions, windows [16, 32]" in result.stdout
+    inspect = longformer("inspect", str(tmp_path / "lf"))
+    assert inspect.returncode == 0 and "problems: none" in inspect.stdout, inspect.stdout
+    odd = longformer("from-roberta", str(tmp_path / "roberta"), str(tmp_path / "odd"), "--attention-window", "15")
+    assert odd.returncode == 2 and "even, positive" in odd.stderr and not (tmp_path / "odd").exists()

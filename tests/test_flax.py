@@ -213,6 +213,42 @@ def test_untied_decoder_round_trip(tmp_path):
     assert close(again(**inputs).logits, model(**inputs).logits, 0)
 
 
+def test_msgpack_is_flax_serialization_compatible(tmp_path):
+    """Our flax_model.msgpack is what flax.serialization writes (HF Flax names: kernel, scale, embedding, layer/0):
+    Flax restores ours, we read Flax's, and the model's own nnx state has the same names and values."""
+    from flax import serialization
+
+    from converters.convert import convert
+
+    folder, model = saved(tmp_path, "LongformerForMaskedLM")
+    convert(folder, tmp_path / "msgpack", "flax")
+    tree = serialization.msgpack_restore((tmp_path / "msgpack" / "flax_model.msgpack").read_bytes())
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    flat_ours = {"/".join(map(str, k)): np.asarray(v) for k, v in _flatten(tree)}
+    flat_model = {"/".join(map(str, k)): np.asarray(v) for k, v in _flatten(params)}
+    assert flat_ours.keys() == flat_model.keys() and "longformer/encoder/layer/1/attention/self/key/kernel" in flat_ours
+    for key, value in flat_model.items():
+        assert np.array_equal(flat_ours[key], value), key
+    # ... and a file Flax wrote (bf16 included) loads into the model.
+    os.makedirs(tmp_path / "by-flax")
+    half = jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), params)
+    (tmp_path / "by-flax" / "flax_model.msgpack").write_bytes(serialization.to_bytes(half))
+    (tmp_path / "by-flax" / "config.json").write_text((folder / "config.json").read_text())
+    again = lfx.LongformerForMaskedLM.from_pretrained(tmp_path / "by-flax")
+    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
+    want = jax.tree.map(lambda a: a.astype(jnp.bfloat16).astype(jnp.float32), params)
+    nnx.update(model, want)
+    assert close(again(**inputs).logits, model(**inputs).logits, 0)
+
+
+def _flatten(tree, prefix=()):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, (*prefix, k))
+        else:
+            yield (*prefix, k), v
+
+
 def test_broken_checkpoints_fail_with_the_file_and_tensor(tmp_path):
     folder, _ = saved(tmp_path)
     data = (folder / "model.safetensors").read_bytes()

@@ -8,20 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import hf_model  # noqa: E402
+from conftest import hf_model, make_cache  # noqa: E402
 
 import longformer.pt as lpt  # noqa: E402
 from longformer import LongformerConfig, LongformerTokenizer  # noqa: E402
-
-
-def make_cache(tmp_path, source, repo="someorg/tiny-longformer", revision="main"):
-    """`models--org--name/{refs/<revision>, snapshots/<sha>/...}` as huggingface_hub writes it."""
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    repo_dir = tmp_path / "cache" / ("models--" + repo.replace("/", "--"))
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / revision).write_text(sha)
-    shutil.copytree(source, repo_dir / "snapshots" / sha)
-    return tmp_path / "cache"
 
 
 def test_load_from_hub_cache_offline(tmp_path, tokenizer_dir):

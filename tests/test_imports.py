@@ -11,7 +11,8 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_core_imports_no_framework():
-    result = run("import sys, longformer, longformer.reference, converters, longformer.hub\n"
+    result = run("import sys, longformer, longformer.reference, converters, longformer.hub, longformer.auto, "
+                 "converters.formats, converters.convert, longformer.cli\n"
                  "longformer.LongformerConfig(); "
                  "bad = [m for m in ('torch', 'tensorflow', 'jax', 'flax', 'keras', 'transformers') "
                  "if m in sys.modules]\n"
