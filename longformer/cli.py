@@ -264,6 +264,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     head = guess_head(tensors)
     print(f"checkpoint: {weights}\nformat: {fmt} ({len(files)} file{'s' if len(files) > 1 else ''}, "
           f"{sum(os.path.getsize(f) for f in files) / 2**20:.1f} MiB)")
+    if len(files) > 1:
+        print("shards: " + ", ".join(f"{os.path.basename(f)} ({os.path.getsize(f) / 2**20:.1f} MiB)" for f in files))
     print(f"architecture (from tensor names): {head}")
     count = sum(int(np.prod(shape)) for shape, _ in tensors.values())
     print(f"tensors: {len(tensors)}, parameters: {count:,}")
