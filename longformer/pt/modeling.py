@@ -72,7 +72,7 @@ class LongformerSelfAttention(nn.Module):
         B, N, H = h.shape
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
-        q = (self.query(h) * scale).view(B, N, nh, hd)
+        q = self.query(h).mul_(scale).view(B, N, nh, hd)  # in place: addmm keeps no output for backward
         k = self.key(h).view(B, N, nh, hd)
         v = self.value(h).view(B, N, nh, hd)
         G = mask["num_slots"]
@@ -86,7 +86,7 @@ class LongformerSelfAttention(nn.Module):
             global_v=global_v, slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
             return_probs=output_attentions)
         out = context.reshape(B, N, H)
-        out = out.masked_fill(mask["padding"][:, :, None], 0.0)  # padding rows attend to nothing
+        out = out.masked_fill_(mask["padding"][:, :, None], 0.0)  # padding rows attend to nothing (out is ours)
         global_probs = None
         if G:
             global_context, global_probs = global_rows(
@@ -110,7 +110,8 @@ class LongformerSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+        y = self.dropout(self.dense(x))
+        return self.LayerNorm(y.add_(residual))  # in place: neither dense nor dropout keeps y for backward
 
 
 class LongformerAttention(nn.Module):
