@@ -148,3 +148,17 @@ def test_from_roberta_command(tmp_path):
     assert inspect.returncode == 0 and "problems: none" in inspect.stdout, inspect.stdout
     odd = longformer("from-roberta", str(tmp_path / "roberta"), str(tmp_path / "odd"), "--attention-window", "15")
     assert odd.returncode == 2 and "even, positive" in odd.stderr and not (tmp_path / "odd").exists()
+
+
+def test_parity_and_inspect_read_every_format(tmp_path):
+    """`parity` and `inspect` take a checkpoint in any format (here Flax msgpack shards and HF 4.x tf_model.h5)."""
+    from converters.convert import convert
+    from longformer.cli import bundled_checkpoint
+
+    convert(bundled_checkpoint(), tmp_path / "flax", "flax", max_shard_size=60_000)
+    convert(bundled_checkpoint(), tmp_path / "tf", "tf")
+    for folder, fmt in ((tmp_path / "flax", "flax-sharded"), (tmp_path / "tf", "tf")):
+        result = longformer("parity", str(folder), "--backends", "pt", "--seq-len", "30")
+        assert result.returncode == 0 and "numpy-reference vs pt" in result.stdout, result.stdout + result.stderr
+        inspect = longformer("inspect", str(folder))
+        assert inspect.returncode == 0 and f"format: {fmt} " in inspect.stdout and "problems: none" in inspect.stdout

@@ -36,6 +36,7 @@ from ..outputs import (
     LongformerTokenClassifierOutput,
     encoder_fields,
 )
+from ..pretrained import LongformerPreTrainedMixin
 from .attention import QUERY_BLOCK, band_attention, band_block, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
 
@@ -235,37 +236,18 @@ class LongformerPooler(nnx.Module):
 
 
 # ---------------------------------------------------------------------------------------------- base classes
-class LongformerPreTrainedModel(nnx.Module):
+class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
     """Host-side input handling, the compiled forward, checkpoint loading and saving shared by every class below.
 
     `use_jit` (default True) runs the network under `nnx.jit`; False runs it op by op (same results)."""
 
-    base_model_prefix = "longformer"
-    config_class = LongformerConfig
-
     def __init__(self, config: LongformerConfig, *, use_jit: bool = True):
-        if not isinstance(config, LongformerConfig):
-            raise TypeError(f"config must be a LongformerConfig, got {type(config).__name__}.")
-        config.validate()
-        self.config = config
+        self.config = self.checked_config(config)
         self.use_jit = use_jit
-
-    def tied_keys(self) -> tuple[str, ...]:
-        """Canonical keys that are aliases of other parameters: not saved, not expected in checkpoints."""
-        return ()
 
     @property
     def dtype(self):
         return jax.tree.leaves(nnx.state(self, nnx.Param))[0].dtype
-
-    def gradient_checkpointing_enable(self) -> None:
-        self._base().encoder.gradient_checkpointing = True
-
-    def gradient_checkpointing_disable(self) -> None:
-        self._base().encoder.gradient_checkpointing = False
-
-    def _base(self) -> LongformerModel:
-        return self if isinstance(self, LongformerModel) else getattr(self, self.base_model_prefix)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,

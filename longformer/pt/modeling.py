@@ -27,6 +27,7 @@ from ..outputs import (
     LongformerSequenceClassifierOutput,
     LongformerTokenClassifierOutput,
 )
+from ..pretrained import LongformerPreTrainedMixin
 from .attention import band_attention, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
 
@@ -192,18 +193,12 @@ class LongformerPooler(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- base classes
-class LongformerPreTrainedModel(nn.Module):
+class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
     """Weight initialisation, checkpoint loading and saving shared by every class below."""
-
-    base_model_prefix = "longformer"
-    config_class = LongformerConfig
 
     def __init__(self, config: LongformerConfig):
         super().__init__()
-        if not isinstance(config, LongformerConfig):
-            raise TypeError(f"config must be a LongformerConfig, got {type(config).__name__}.")
-        config.validate()
-        self.config = config
+        self.config = self.checked_config(config)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -236,19 +231,6 @@ class LongformerPreTrainedModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
-
-    def gradient_checkpointing_enable(self) -> None:
-        self._base().encoder.gradient_checkpointing = True
-
-    def gradient_checkpointing_disable(self) -> None:
-        self._base().encoder.gradient_checkpointing = False
-
-    def _base(self) -> LongformerModel:
-        return self if isinstance(self, LongformerModel) else getattr(self, self.base_model_prefix)
-
-    def tied_keys(self) -> tuple[str, ...]:
-        """State-dict keys that are aliases of other parameters: not saved, not expected in checkpoints."""
-        return ()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,

@@ -32,6 +32,7 @@ from ..outputs import (
     LongformerTokenClassifierOutput,
     encoder_fields,
 )
+from ..pretrained import LongformerPreTrainedMixin
 from .attention import (
     QUERY_BLOCK,
     _dim,
@@ -289,34 +290,17 @@ INPUT_NAMES = ("input_ids", "attention_mask", "global_attention_mask", "token_ty
                "inputs_embeds")
 
 
-class LongformerPreTrainedModel(keras.Model):
+class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
     """Input handling, Keras training/serving hooks, checkpoint loading and saving shared by every class below."""
 
-    base_model_prefix = "longformer"
-    config_class = LongformerConfig
     label_names: tuple[str, ...] = ("labels",)
     output_class = LongformerBaseModelOutputWithPooling
 
     def __init__(self, config: LongformerConfig, **kwargs):
-        if not isinstance(config, LongformerConfig):
-            raise TypeError(f"config must be a LongformerConfig, got {type(config).__name__}.")
-        config.validate()
+        config = self.checked_config(config)
         super().__init__(**kwargs)
         self.config = config
         self.loss_tracker = keras.metrics.Mean(name="loss")  # what fit / evaluate report
-
-    def tied_keys(self) -> tuple[str, ...]:
-        """Canonical keys that are aliases of other weights: not saved, not expected in checkpoints."""
-        return ()
-
-    def gradient_checkpointing_enable(self) -> None:
-        self._base().encoder.gradient_checkpointing = True
-
-    def gradient_checkpointing_disable(self) -> None:
-        self._base().encoder.gradient_checkpointing = False
-
-    def _base(self) -> LongformerModel:
-        return self if isinstance(self, LongformerModel) else getattr(self, self.base_model_prefix)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,
