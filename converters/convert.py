@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from longformer.config import LongformerConfig
 from longformer.hub import checkpoint_config, resolve_checkpoint, resolve_file
 
 from .checkpoint import CheckpointError
-from .formats import BFLOAT16, FORMATS, Source, open_checkpoint, write_checkpoint
+from .formats import BFLOAT16, FORMATS, Source, nbytes, open_checkpoint, write_checkpoint
 from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
 
 DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": BFLOAT16}
@@ -46,6 +46,10 @@ class Conversion:
     carried: list[str] = field(default_factory=list)  # tensors no Longformer class uses, copied as they were
 
 
+def total_bytes(entries: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    return sum(nbytes(shape, dtype) for shape, dtype in entries.values())
+
+
 def parse_size(size: int | str | None) -> int | None:
     """`500MB`, `2GB`, `1GiB` or a number of bytes -> bytes (None stays None: no sharding)."""
     if size is None or isinstance(size, int):
@@ -56,12 +60,16 @@ def parse_size(size: int | str | None) -> int | None:
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").upper()])
 
 
+def cast_dtype(stored: np.dtype, dtype: str | None) -> np.dtype:
+    """The dtype `cast` gives a tensor stored as `stored`: `dtype` for floating tensors, else unchanged."""
+    floating = np.issubdtype(stored, np.floating) or stored == BFLOAT16
+    return DTYPES[dtype] if dtype is not None and floating else np.dtype(stored)
+
+
 def cast(value: np.ndarray, dtype: str | None, key: str = "tensor") -> np.ndarray:
     """Round a floating tensor to `dtype` ("fp32", "fp16", "bf16"; nearest-even), through fp32 (exact from bf16 and
     fp16), refusing values fp16 cannot hold. Integer tensors and `dtype=None` pass unchanged."""
-    if dtype is None or not (np.issubdtype(value.dtype, np.floating) or value.dtype == BFLOAT16):
-        return value
-    target = DTYPES[dtype]
+    target = cast_dtype(value.dtype, dtype)
     if value.dtype == target:
         return value
     with np.errstate(over="ignore"):  # fp16 overflow is reported below, by tensor name
@@ -72,26 +80,33 @@ def cast(value: np.ndarray, dtype: str | None, key: str = "tensor") -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------- plan
-def plan(source: Source, config: LongformerConfig, where: str) -> tuple[str, dict[str, str], list[str]]:
-    """The model class, output key -> source key (canonical names, aliases dropped), and tensors carried as-is.
-
-    Raises `CheckpointError` when a tensor's shape does not fit the config or the encoder is incomplete (a
-    foreign file)."""
+def canonical_names(keys: Iterable[str], config: LongformerConfig,
+                    rename: Callable[[str], str] = legacy_rename) -> dict[str, str]:
+    """Output key -> source key: each key renamed by `rename`, buffers (position_ids) dropped, and aliases of
+    other tensors dropped: the decoder bias (always lm_head.bias, which it becomes when that is missing) and,
+    when the config ties them, the decoder weight."""
     names: dict[str, str] = {}
-    for key in source.entries:
-        new = legacy_rename(key)
-        if new.endswith(IGNORED):
-            continue
-        names.setdefault(new, key)
-    head = guess_head(names)
-    prefix = BASE_PREFIX if head != "LongformerModel" else ""
-    # Aliases of other tensors: the tied decoder, and the decoder bias (always lm_head.bias).
+    for key in keys:
+        new = rename(key)
+        if not new.endswith(IGNORED):
+            names.setdefault(new, key)
     bias = "lm_head.decoder.bias"
     if bias in names and "lm_head.bias" not in names:
         names["lm_head.bias"] = names[bias]
     names.pop(bias, None)
     if config.tie_word_embeddings:
         names.pop("lm_head.decoder.weight", None)
+    return names
+
+
+def plan(source: Source, config: LongformerConfig, where: str) -> tuple[str, dict[str, str], list[str]]:
+    """The model class, output key -> source key (canonical names, aliases dropped), and tensors carried as-is.
+
+    Raises `CheckpointError` when a tensor's shape does not fit the config or the encoder is incomplete (a
+    foreign file)."""
+    names = canonical_names(source.entries, config)
+    head = guess_head(names)
+    prefix = BASE_PREFIX if head != "LongformerModel" else ""
     report = match_names(canonical_shapes(config, head), {k: source.entries[v].shape for k, v in names.items()},
                          model_has_prefix=bool(prefix), source=where)
     if report.unexpected_keys:
@@ -115,8 +130,7 @@ def _write(dst: str, fmt: str, entries: dict[str, tuple[tuple[int, ...], np.dtyp
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".partial", dir=parent)
     try:
-        total = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in entries.values())
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {fmt}", disable=None if progress is None else not progress,
+        with tqdm(total=total_bytes(entries), unit="B", unit_scale=True, desc=f"writing {fmt}", disable=None if progress is None else not progress,
                   leave=False) as bar:
             files = write_checkpoint(tmp, fmt, entries, read, head=head, max_shard_size=parse_size(max_shard_size),
                                      progress=bar.update)
@@ -183,8 +197,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetenso
     weights, shards = resolve_checkpoint(src, **hub)
     with open_checkpoint(weights, shards) as source:
         head, names, carried = plan(source, config, weights)
-        entries = {k: (source.entries[v].shape, cast(np.zeros(0, source.entries[v].dtype), dtype).dtype)
-                   for k, v in names.items()}
+        entries = {k: (source.entries[v].shape, cast_dtype(source.entries[v].dtype, dtype)) for k, v in names.items()}
         config = config.copy()
         config.extra["architectures"] = [head]
         if dtype is not None:
@@ -192,8 +205,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetenso
         files = _write(dst, to, entries, lambda k: cast(source.read(names[k]), dtype, k), head=head, config=config,
                        tokenizer_from=_tokenizer_source(src, hub), force=force, max_shard_size=max_shard_size,
                        progress=progress)
-    nbytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in entries.values())
-    return Conversion(os.path.abspath(dst), files, head, config, len(entries), nbytes, carried)
+    return Conversion(os.path.abspath(dst), files, head, config, len(entries), total_bytes(entries), carried)
 
 
 # ---------------------------------------------------------------------------------------------- RoBERTa
@@ -216,6 +228,10 @@ def longformer_config_from_roberta(roberta: dict[str, Any], max_positions: int,
     return config
 
 
+def _roberta_to_longformer_name(key: str) -> str:
+    return legacy_rename(BASE_PREFIX + key[len("roberta."):] if key.startswith("roberta.") else key)
+
+
 def from_roberta(src: str | os.PathLike, dst: str | os.PathLike, *, max_positions: int = 4096,
                  attention_window: int | list[int] = 512, to: str = "safetensors", dtype: str | None = None,
                  max_shard_size: int | str | None = None, force: bool = False, progress: bool | None = None,
@@ -234,11 +250,7 @@ def from_roberta(src: str | os.PathLike, dst: str | os.PathLike, *, max_position
     config = longformer_config_from_roberta(roberta, max_positions, attention_window)
     weights, shards = resolve_checkpoint(src, **hub)
     with open_checkpoint(weights, shards) as source:
-        names: dict[str, str] = {}  # output key -> source key
-        for key in source.entries:
-            new = "longformer." + key[len("roberta."):] if key.startswith("roberta.") else legacy_rename(key)
-            if not new.endswith(IGNORED):
-                names[new] = key
+        names = canonical_names(source.entries, config, rename=_roberta_to_longformer_name)
         prefix = BASE_PREFIX if any(k.startswith(BASE_PREFIX) for k in names) else ""
         for i in range(config.num_hidden_layers):
             for proj in ("query", "key", "value"):
@@ -250,9 +262,6 @@ def from_roberta(src: str | os.PathLike, dst: str | os.PathLike, *, max_position
         positions = f"{prefix}embeddings.position_embeddings.weight"
         if positions not in names:
             raise CheckpointError(f"{weights} has no {positions}: not a RoBERTa checkpoint.")
-        names.pop("lm_head.decoder.bias", None)
-        if config.tie_word_embeddings:
-            names.pop("lm_head.decoder.weight", None)
         head = guess_head(names)
         old_rows, hidden = source.entries[names[positions]].shape
         offset = config.pad_token_id + 1
@@ -274,14 +283,13 @@ def from_roberta(src: str | os.PathLike, dst: str | os.PathLike, *, max_position
         shapes = {k: source.entries[v].shape for k, v in names.items()}
         shapes[positions] = (config.max_position_embeddings, hidden)
         match_names(canonical_shapes(config, head), shapes, model_has_prefix=bool(prefix), source=weights)
-        entries = {k: (s, cast(np.zeros(0, source.entries[names[k]].dtype), dtype).dtype) for k, s in shapes.items()}
+        entries = {k: (s, cast_dtype(source.entries[names[k]].dtype, dtype)) for k, s in shapes.items()}
         config.extra["architectures"] = [head]
 
         files = _write(dst, to, entries, read, head=head, config=config, tokenizer_from=_tokenizer_source(src, hub),
                        force=force, max_shard_size=max_shard_size, progress=progress,
                        finish=lambda folder: _set_model_max_length(folder, max_positions))
-    nbytes = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in entries.values())
-    return Conversion(os.path.abspath(dst), files, head, config, len(entries), nbytes)
+    return Conversion(os.path.abspath(dst), files, head, config, len(entries), total_bytes(entries))
 
 
 def _set_model_max_length(folder: str, max_positions: int) -> None:

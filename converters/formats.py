@@ -28,12 +28,11 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from .checkpoint import CheckpointError, read_index
+from .checkpoint import FLAX_WEIGHTS, PT_WEIGHTS, SAFE_WEIGHTS, TF_WEIGHTS, CheckpointError, read_index
 from .names import BASE_PREFIX, from_format_leaf, guess_head, to_format_leaf
 
 FORMATS = ("safetensors", "pt", "tf", "flax")
-WEIGHTS = {"safetensors": "model.safetensors", "pt": "pytorch_model.bin", "tf": "tf_model.h5",
-           "flax": "flax_model.msgpack"}
+WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pt": PT_WEIGHTS, "tf": TF_WEIGHTS, "flax": FLAX_WEIGHTS}
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": BFLOAT16, "I64": np.int64,
                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
@@ -45,6 +44,11 @@ TF_MODEL_NAMES = {"LongformerModel": "tf_longformer_model", "LongformerForMasked
                   "LongformerForTokenClassification": "tf_longformer_for_token_classification",
                   "LongformerForQuestionAnswering": "tf_longformer_for_question_answering"}
 HDF5_ATTRIBUTE_LIMIT = 64512  # bytes; longer name lists are split over `name0`, `name1`, ... as Keras does
+
+
+def nbytes(shape: tuple[int, ...], dtype) -> int:
+    """Bytes of a tensor of this shape and dtype."""
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
 def weights_format(path: str) -> tuple[str, bool]:
@@ -80,7 +84,7 @@ class Entry:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return nbytes(self.shape, self.dtype)
 
 
 class Source:
@@ -92,12 +96,6 @@ class Source:
         self.format, self.files, self.entries = fmt, files, entries
         self._file: str | None = None
         self._handle: Any = None
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.entries
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {k: e.shape for k, e in self.entries.items()}
 
     def read(self, key: str) -> np.ndarray:
         entry = self.entries[key]
@@ -467,7 +465,7 @@ def write_checkpoint(folder: str, fmt: str, entries: dict[str, tuple[tuple[int, 
     if fmt == "tf" and any(np.dtype(d) == BFLOAT16 for _, d in entries.values()):
         raise CheckpointError("tf_model.h5 cannot hold bfloat16 (HDF5 has no such type, and Hugging Face TF loads "
                               "fp32 or fp16): convert with --dtype fp32 or fp16.")
-    sizes = {k: int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for k, (s, d) in entries.items()}
+    sizes = {k: nbytes(s, d) for k, (s, d) in entries.items()}
     shards = plan_shards(sizes, max_shard_size)
     names = [WEIGHTS[fmt]] if len(shards) == 1 else [shard_name(fmt, i + 1, len(shards)) for i in range(len(shards))]
     writer = _WRITERS[fmt]
@@ -489,7 +487,7 @@ def _write_safetensors(path, entries, read, *, head, sharded, progress) -> dict[
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for key, (shape, dtype) in entries.items():
-        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        n = nbytes(shape, dtype)
         header[key] = {"dtype": DTYPE_CODES[np.dtype(dtype)], "shape": list(shape), "data_offsets": [offset, offset + n]}
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -570,17 +568,13 @@ def _h5_attribute(group, name: str, values: list[str]) -> None:
             group.attrs[f"{name}{i}"] = part
 
 
-def _flax_path(key: str) -> tuple[list[str], bool]:
-    return to_format_leaf(key, "flax")
-
-
 def _write_msgpack(path, entries, read, *, head, sharded, progress) -> dict[str, str]:
     """Stream the nested parameter dict: map headers, then each array as Flax's ext type, one tensor in memory."""
     import msgpack
 
     tree: dict[str, Any] = {}
     for key in entries:
-        parts, _ = _flax_path(key)
+        parts, _ = to_format_leaf(key, "flax")
         node = tree
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -595,7 +589,7 @@ def _write_msgpack(path, entries, read, *, head, sharded, progress) -> dict[str,
                     emit(child)
                     continue
                 value = _checked(read(child), child, *entries[child])
-                value = np.ascontiguousarray(value.T) if _flax_path(child)[1] else value
+                value = np.ascontiguousarray(value.T) if to_format_leaf(child, "flax")[1] else value
                 if value.nbytes <= MSGPACK_CHUNK_BYTES:
                     _write_msgpack_array(f, value, packer)
                 else:
@@ -603,7 +597,7 @@ def _write_msgpack(path, entries, read, *, head, sharded, progress) -> dict[str,
                 _report(progress, value)
 
         emit(tree)
-    return {"/".join(_flax_path(k)[0]): os.path.basename(path) for k in entries}
+    return {"/".join(to_format_leaf(k, "flax")[0]): os.path.basename(path) for k in entries}
 
 
 def _write_msgpack_array(f, value: np.ndarray, packer) -> None:

@@ -75,7 +75,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     state = None if args.no_reference else read_checkpoint(weights, framework="numpy", shard_paths=shards)
     # The MLM head is compared too when the checkpoint has one; every other head runs its base model.
-    masked_lm = guess_head(_headers(weights)[1] if state is None else state) == "LongformerForMaskedLM"
+    masked_lm = guess_head(_headers(weights, shards)[1] if state is None else state) == "LongformerForMaskedLM"
     head = "LongformerForMaskedLM" if masked_lm else "LongformerModel"
     if state is not None:
         t = time.perf_counter()

@@ -359,3 +359,17 @@ def test_convert_from_a_hub_cache_offline(tmp_path):
     with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
         convert("someorg/missing", tmp_path / "none", "flax", cache_dir=str(cache), local_files_only=True)
     assert not (tmp_path / "none").exists()
+
+
+def test_written_safetensors_read_by_the_safetensors_library(tmp_path):
+    """Our streaming safetensors writer's files are what the reference reader (the `safetensors` package) reads."""
+    from safetensors.numpy import load_file
+
+    src, _, state = random_checkpoint(tmp_path / "canonical", "LongformerForMaskedLM")
+    convert(src, tmp_path / "flax", "flax")
+    out = convert(tmp_path / "flax", tmp_path / "st", "safetensors", max_shard_size=40_000)
+    loaded = {}
+    for name in out.files:
+        if name.endswith(".safetensors"):
+            loaded.update(load_file(str(tmp_path / "st" / name)))
+    assert_bit_exact(loaded, state)
