@@ -121,3 +121,27 @@ def test_regression_and_multilabel_losses(hf_checkpoint):
             a = model(ids, labels=torch.as_tensor(labels)).loss
             b = ref_model(ids, labels=torch.as_tensor(labels)).loss
         assert abs(a.item() - b.item()) <= ATOL
+
+
+@pytest.mark.parametrize("gelu", [False, True], ids=["plain", "gelu"])
+def test_inference_linear_matches_aten(gelu):
+    """`linear` runs oneDNN (GELU fused) under no_grad on CPU float32 and aten when autograd needs it: same values."""
+    from longformer.pt.modeling import _ONEDNN_LINEAR, linear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(48, 96)
+    x = torch.randn(3, 40, 48)[:, 5:35]  # not contiguous, as the feed-forward slices are
+    expected = layer(x)
+    expected = torch.nn.functional.gelu(expected) if gelu else expected
+    with torch.no_grad():
+        fast = linear(layer, x, gelu=gelu)
+    assert fast.grad_fn is None and fast.shape == (3, 30, 96)
+    torch.testing.assert_close(fast, expected.detach(), atol=1e-5, rtol=1e-5)
+    with_grad = linear(layer, x.requires_grad_(), gelu=gelu)  # autograd: aten, with a backward
+    with_grad.sum().backward()
+    torch.testing.assert_close(with_grad.detach(), expected.detach(), atol=1e-5, rtol=1e-5)
+    assert x.grad is not None and layer.weight.grad is not None
+    if _ONEDNN_LINEAR:  # the fast path is the one that ran under no_grad
+        with torch.no_grad(), torch.autograd.profiler.profile() as prof:
+            linear(layer, x, gelu=gelu)
+        assert any(e.name == "mkldnn::_linear_pointwise" for e in prof.function_events)

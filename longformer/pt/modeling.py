@@ -31,6 +31,26 @@ from ..pretrained import LongformerPreTrainedMixin
 from .attention import band_attention, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
 
+# ---------------------------------------------------------------------------------------------- linear layers
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def linear(layer: nn.Linear, x: torch.Tensor, *, gelu: bool = False) -> torch.Tensor:
+    """`layer(x)`, then the exact (erf) GELU if asked.
+
+    Inference in float32 on CPU runs as one oneDNN call with the GELU fused in (the operator `torch.compile` itself
+    lowers linear layers to on CPU): oneDNN picks its kernels by the CPU's instruction sets, while aten's float32
+    matmul goes to MKL, which runs AVX2 kernels on AMD CPUs. Anything that needs autograd, other dtypes and devices,
+    and code being compiled (the compiler fuses on its own) run aten.
+    """
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
+    if (_ONEDNN_LINEAR and not needs_grad and x.dtype == torch.float32 and x.device.type == "cpu"
+            and not torch.compiler.is_compiling()):
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu" if gelu else "none", [],
+                                                  "none" if gelu else "")
+    y = layer(x)
+    return F.gelu(y) if gelu else y
+
 
 # ---------------------------------------------------------------------------------------------- embeddings
 class LongformerEmbeddings(nn.Module):
@@ -73,9 +93,9 @@ class LongformerSelfAttention(nn.Module):
         B, N, H = h.shape
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
-        q = self.query(h).mul_(scale).view(B, N, nh, hd)  # in place: addmm keeps no output for backward
-        k = self.key(h).view(B, N, nh, hd)
-        v = self.value(h).view(B, N, nh, hd)
+        q = linear(self.query, h).mul_(scale).view(B, N, nh, hd)  # in place: addmm keeps no output for backward
+        k = linear(self.key, h).view(B, N, nh, hd)
+        v = linear(self.value, h).view(B, N, nh, hd)
         G = mask["num_slots"]
         global_k = global_v = None
         if G:  # the local keys and values of the global tokens, (B, nh, G, hd)
@@ -111,7 +131,7 @@ class LongformerSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x, residual):
-        y = self.dropout(self.dense(x))
+        y = self.dropout(linear(self.dense, x))
         return self.LayerNorm(y.add_(residual))  # in place: neither dense nor dropout keeps y for backward
 
 
@@ -133,7 +153,7 @@ class LongformerIntermediate(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
 
     def forward(self, x):
-        return F.gelu(self.dense(x))  # exact (erf) GELU
+        return linear(self.dense, x, gelu=True)  # exact (erf) GELU
 
 
 class LongformerOutput(LongformerSelfOutput):
