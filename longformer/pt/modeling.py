@@ -413,7 +413,7 @@ class LongformerLMHead(nn.Module):
         self.decoder.bias = self.bias
 
     def forward(self, h):
-        return self.decoder(self.layer_norm(F.gelu(self.dense(h))))
+        return linear(self.decoder, self.layer_norm(linear(self.dense, h, gelu=True)))
 
 
 class LongformerForMaskedLM(LongformerPreTrainedModel):
