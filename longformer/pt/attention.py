@@ -63,7 +63,8 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         slot_valid: `(B, G)` bool, which slots hold a real global token.
     Returns:
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
-        then relative offsets -w..w.
+        then relative offsets -w..w. A row with no key to see (only padding and global tokens: the model
+        overwrites those rows) comes out uniform over its band.
     """
     B, N, nh, hd = q.shape
     H = nh * hd
@@ -79,7 +80,11 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     padded_len = k_pad.shape[1]
     key_valid = F.pad(key_valid, (w, w + tail), value=False)
     offset = torch.arange(width, device=q.device)[None, :] - torch.arange(block, device=q.device)[:, None]
-    in_band = (offset >= 0) & (offset <= 2 * w)                                      # b, b+2w
+    # Two small additive masks instead of one per block and row: the band's corners, the same for every block,
+    # and the keys a block's window may not see (padding, global, beyond the ends), one row per block. A key
+    # outside both gets minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
+    band_bias = _additive_bias((offset >= 0) & (offset <= 2 * w), acc)                # b b+2w
+    key_bias = _additive_bias(key_valid.unfold(1, width, block), acc)[:, :, None, :]  # B nblk 1 b+2w
     # Blocks per step: keep each step's scores near 8 MB, small enough for the allocator to reuse.
     steps = -(-n_blocks * block * width * 4 // (8 << 20))
     per_step = -(-n_blocks // steps)
@@ -90,8 +95,6 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     probs = []
     for row in range(B * nh):
         b_, head = divmod(row, nh)
-        if head == 0:  # the mask of this example, shared by its heads
-            bias = _additive_bias(in_band & key_valid[b_].unfold(0, width, block)[:, None, :], acc)  # nblk b b+2w
         for first in range(0, n_blocks, per_step):
             count = min(per_step, n_blocks - first)
             rows = slice(first * block, (first + count) * block)
@@ -103,7 +106,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
             v_win = v_pad.as_strided(window, strides, v_pad.storage_offset() + start)
             q_blk = q_pad[b_, rows, head].view(count, block, hd)
             scores = torch.matmul(q_blk, k_win.transpose(1, 2))
-            scores = scores.to(acc).add_(bias[first:first + count])                  # blocks b b+2w
+            scores = scores.to(acc).add_(key_bias[b_, first:first + count]).add_(band_bias)  # blocks b b+2w
             p = torch.softmax(scores, dim=-1)                                         # in at least float32
             if G:  # log-normaliser of the band: max(score) - log(max(p)), exact since max(p) >= 1 / width
                 lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True))
