@@ -89,9 +89,12 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     steps = -(-n_blocks * block * width * 4 // (8 << 20))
     per_step = -(-n_blocks // steps)
 
+    if G:  # the global slots: local keys and values of the global tokens, and which slots are real
+        global_k, global_v = global_k.to(q.dtype), global_v.to(q.dtype)
+        slot_bias = _additive_bias(slot_valid, acc)[:, None, :]                       # B 1 G
+
     # Each step writes its rows straight into the (B, N, nh, hd) result: no concatenation, no transpose.
     out = q.new_empty(B, n_blocks * block, nh, hd)
-    band_lse = q.new_empty(B, n_blocks * block, nh, 1, dtype=acc) if G else None
     probs = []
     for row in range(B * nh):
         b_, head = divmod(row, nh)
@@ -108,17 +111,26 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
             scores = torch.matmul(q_blk, k_win.transpose(1, 2))
             scores = scores.to(acc).add_(key_bias[b_, first:first + count]).add_(band_bias)  # blocks b b+2w
             p = torch.softmax(scores, dim=-1)                                         # in at least float32
-            if G:  # log-normaliser of the band: max(score) - log(max(p)), exact since max(p) >= 1 / width
-                lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True))
-                band_lse[b_, rows, head] = lse.reshape(count * block, 1)
+            if G:
+                # The global slots join these rows' softmax through log-sum-exps, so the band's scores are never
+                # concatenated or copied: the band's log-normaliser is max(score) - log(max(p)) (exact, since
+                # max(p) >= 1 / width) and its probabilities are rescaled by their share of the total.
+                global_scores = torch.matmul(q_blk, global_k[b_, head].transpose(0, 1)).to(acc).add_(slot_bias[b_])
+                band_lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True))
+                total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
+                share = torch.exp(band_lse - total).to(q.dtype)                       # blocks b 1
+                global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)  # blocks b G
             p = F.dropout(p.to(q.dtype), dropout, training)
-            out[b_, rows, head] = torch.matmul(p, v_win).reshape(count * block, hd)
+            context = torch.matmul(p, v_win)                                          # blocks b hd
+            if G:
+                context = torch.baddbmm(context * share, global_p, global_v[b_, head].expand(count, G, hd))
+            out[b_, rows, head] = context.reshape(count * block, hd)
             if return_probs:
-                probs.append(_relative_columns(p, w))
+                band = _relative_columns(p, w)
+                probs.append(torch.cat([global_p, band * share], dim=-1) if G else band)
     context = out[:, :N]                                                              # B N nh hd
     band_probs = torch.cat(probs).reshape(B, nh, n_blocks * block, -1)[:, :, :N] if return_probs else None
-    if not G:
-        return context, band_probs
+    return context, band_probs
 
     # The global slots join every row's softmax through log-sum-exps, for all heads at once: the band's scores
     # are never concatenated or copied, its context is rescaled by its share of the total.
