@@ -145,3 +145,12 @@ def test_inference_linear_matches_aten(gelu):
         with torch.no_grad(), torch.autograd.profiler.profile() as prof:
             linear(layer, x, gelu=gelu)
         assert any(e.name == "mkldnn::_linear_pointwise" for e in prof.function_events)
+
+
+def test_inference_linear_respects_mkldnn_switch():
+    from longformer.pt.modeling import linear
+
+    layer = torch.nn.Linear(8, 4)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), torch.autograd.profiler.profile() as prof:
+        linear(layer, torch.randn(2, 8))
+    assert not any(e.name == "mkldnn::_linear_pointwise" for e in prof.function_events)
