@@ -151,6 +151,10 @@ def test_inference_linear_respects_mkldnn_switch():
     from longformer.pt.modeling import linear
 
     layer = torch.nn.Linear(8, 4)
-    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), torch.autograd.profiler.profile() as prof:
-        linear(layer, torch.randn(2, 8))
+    torch.backends.mkldnn.enabled = False
+    try:
+        with torch.no_grad(), torch.autograd.profiler.profile() as prof:
+            linear(layer, torch.randn(2, 8))
+    finally:
+        torch.backends.mkldnn.enabled = True
     assert not any(e.name == "mkldnn::_linear_pointwise" for e in prof.function_events)
