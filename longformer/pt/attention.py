@@ -132,20 +132,6 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     band_probs = torch.cat(probs).reshape(B, nh, n_blocks * block, -1)[:, :, :N] if return_probs else None
     return context, band_probs
 
-    # The global slots join every row's softmax through log-sum-exps, for all heads at once: the band's scores
-    # are never concatenated or copied, its context is rescaled by its share of the total.
-    global_scores = torch.matmul(q.transpose(1, 2), global_k.to(q.dtype).transpose(-1, -2)).to(acc)  # B nh N G
-    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]
-    band_lse = band_lse[:, :N].permute(0, 2, 1, 3)                                    # B nh N 1
-    total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
-    band_share = torch.exp(band_lse - total).to(q.dtype)
-    global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)
-    global_context = torch.matmul(global_p, global_v.to(q.dtype)).transpose(1, 2)        # B N nh hd
-    context = torch.addcmul(global_context, context, band_share.transpose(1, 2))
-    if return_probs:
-        band_probs = torch.cat([global_p, band_probs * band_share], dim=-1)
-    return context, band_probs
-
 
 def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """Zero rows before and after along the sequence (dim 1) of a `(B, N, nh, hd)` tensor, in one copy."""
