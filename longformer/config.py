@@ -43,6 +43,14 @@ _DEFAULTS: dict[str, Any] = {
 _PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
 class LongformerConfig:
     """Configuration of a Longformer model, compatible with Hugging Face's `LongformerConfig`.
 
@@ -64,16 +72,19 @@ class LongformerConfig:
             value = kwargs.pop(key, default)
             setattr(self, key, copy.deepcopy(value))
         kwargs.pop("model_type", None)
-        if id2label is not None:
-            self.id2label = {int(k): v for k, v in id2label.items()}
-        else:
-            n = 2 if num_labels is None else int(num_labels)
-            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
-        if num_labels is not None and num_labels != len(self.id2label):
-            raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(self.id2label)} "
-                             "entries; pass only one of them.")
-        self.label2id = ({k: int(v) for k, v in label2id.items()} if label2id is not None
-                         else {v: k for k, v in self.id2label.items()})
+        try:
+            if id2label is not None:
+                self.id2label = {int(k): v for k, v in id2label.items()}
+            else:
+                n = 2 if num_labels is None else int(num_labels)
+                self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+            if num_labels is not None and num_labels != len(self.id2label):
+                raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(self.id2label)} "
+                                 "entries; pass only one of them.")
+            self.label2id = ({k: int(v) for k, v in label2id.items()} if label2id is not None
+                             else {v: k for k, v in self.id2label.items()})
+        except (AttributeError, TypeError) as e:
+            raise ValueError(f"id2label / label2id must map integer label ids to names ({e}).") from e
         # Whatever else the file carried (AllenAI legacy keys, architectures, transformers_version, ...).
         self.extra: dict[str, Any] = copy.deepcopy(kwargs)
         self.validate()
@@ -92,17 +103,14 @@ class LongformerConfig:
     def attention_windows(self) -> tuple[int, ...]:
         """The full attention window of each layer, validated (a new tuple; the config is not changed)."""
         window = self.attention_window
-        if isinstance(window, (list, tuple)):
-            windows = tuple(int(w) for w in window)
-            if len(windows) != self.num_hidden_layers:
-                raise ValueError(
-                    f"attention_window has {len(windows)} entries but the model has num_hidden_layers="
-                    f"{self.num_hidden_layers}; give one window per layer or a single int.")
-        else:
-            windows = (int(window),) * self.num_hidden_layers
+        windows = tuple(window) if isinstance(window, (list, tuple)) else (window,) * self.num_hidden_layers
+        if len(windows) != self.num_hidden_layers:
+            raise ValueError(
+                f"attention_window has {len(windows)} entries but the model has num_hidden_layers="
+                f"{self.num_hidden_layers}; give one window per layer or a single int.")
         for i, w in enumerate(windows):
-            if w <= 0 or w % 2:
-                raise ValueError(f"attention_window of layer {i} is {w}; it must be an even, positive number "
+            if not _is_int(w) or w <= 0 or w % 2:
+                raise ValueError(f"attention_window of layer {i} is {w!r}; it must be an even, positive integer "
                                  "(the window covers w/2 tokens on each side).")
         return windows
 
@@ -117,27 +125,53 @@ class LongformerConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Raise `ValueError` for a configuration no Longformer can be built from."""
+        """Raise `ValueError` for a configuration no Longformer can be built from: every field's type and range."""
         for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                     "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not _is_int(value) or value <= 0:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
                              f"({self.num_attention_heads}); every head needs the same size.")
         if self.hidden_act not in ("gelu",):
             raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; Longformer checkpoints use 'gelu'.")
-        if not 0 <= self.pad_token_id < self.max_position_embeddings:
-            raise ValueError(f"pad_token_id ({self.pad_token_id}) is also the position padding index and must be "
-                             f"below max_position_embeddings ({self.max_position_embeddings}).")
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, key, self.extra.get(key))
+            if key == "classifier_dropout" and value is None:
+                continue  # Hugging Face: null means "use hidden_dropout_prob"
+            if not _is_number(value) or not 0 <= value <= 1:
+                raise ValueError(f"{key} is a probability and must lie in [0, 1], got {value!r}.")
+        if not _is_number(self.layer_norm_eps) or not 0 < self.layer_norm_eps < 1:
+            raise ValueError(f"layer_norm_eps must be a small positive number (e.g. 1e-5), got "
+                             f"{self.layer_norm_eps!r}: LayerNorm divides by sqrt(variance + eps).")
+        if not _is_number(self.initializer_range) or self.initializer_range < 0:
+            raise ValueError(f"initializer_range must be a non-negative number, got {self.initializer_range!r}.")
+        if not _is_int(self.pad_token_id) or self.pad_token_id < 0:
+            raise ValueError(f"pad_token_id must be a non-negative integer, got {self.pad_token_id!r}: Longformer "
+                             "uses it as the padding index of the position table (RoBERTa's is 1).")
+        for key in ("bos_token_id", "eos_token_id", "sep_token_id"):
+            value = getattr(self, key)
+            if value is not None and (not _is_int(value) or value < 0):
+                raise ValueError(f"{key} must be a non-negative integer or null, got {value!r}.")
+        if self.max_position_embeddings < self.pad_token_id + 2:
+            raise ValueError(f"max_position_embeddings ({self.max_position_embeddings}) leaves no room for a "
+                             f"token: positions start at pad_token_id + 1 = {self.pad_token_id + 1}, so the table "
+                             f"needs at least {self.pad_token_id + 2} rows.")
         if self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}.")
+        for key in ("tie_word_embeddings", "output_attentions", "output_hidden_states", "return_dict"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}.")
+        if not self.id2label:
+            raise ValueError("A Longformer needs at least one label (num_labels >= 1).")
         self.attention_windows  # noqa: B018 - validates the windows
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LongformerConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"A config must be a JSON object of fields, not a {type(data).__name__}.")
         data = dict(data)
         model_type = data.get("model_type", "longformer")
         if model_type != "longformer":
@@ -171,9 +205,12 @@ class LongformerConfig:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e}).") from e
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}") from e
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_kwargs: Any) -> LongformerConfig:

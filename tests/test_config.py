@@ -65,10 +65,50 @@ def test_window_list_is_copied_not_mutated():
     (dict(hidden_size=30, num_attention_heads=4), "not a multiple"),
     (dict(hidden_act="relu"), "hidden_act"),
     (dict(vocab_size=0), "vocab_size"),
+    (dict(attention_window=512.0), "even, positive integer"),
+    (dict(num_hidden_layers=2, attention_window=[4, 4.5]), "layer 1"),
+    (dict(attention_window=True), "even, positive integer"),
+    (dict(layer_norm_eps=0), "layer_norm_eps"),
+    (dict(layer_norm_eps=-1e-5), "layer_norm_eps"),
+    (dict(layer_norm_eps=float("nan")), "layer_norm_eps"),
+    (dict(hidden_dropout_prob=1.5), "hidden_dropout_prob.*\\[0, 1\\]"),
+    (dict(attention_probs_dropout_prob=-0.1), "attention_probs_dropout_prob"),
+    (dict(classifier_dropout=2), "classifier_dropout"),
+    (dict(hidden_dropout_prob="0.1"), "hidden_dropout_prob"),
+    (dict(pad_token_id=None), "pad_token_id must be a non-negative integer"),
+    (dict(pad_token_id=-1), "pad_token_id"),
+    (dict(bos_token_id=-3), "bos_token_id"),
+    (dict(eos_token_id=2.0), "eos_token_id"),
+    (dict(max_position_embeddings=2), "leaves no room for a token"),
+    (dict(hidden_size=32.0, num_attention_heads=4), "hidden_size"),
+    (dict(num_hidden_layers=True), "num_hidden_layers"),
+    (dict(initializer_range=-1), "initializer_range"),
+    (dict(tie_word_embeddings="yes"), "tie_word_embeddings"),
+    (dict(num_labels=0), "at least one label"),
+    (dict(id2label=["a", "b"]), "id2label"),
 ])
 def test_invalid_configs_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LongformerConfig(**kwargs)
+
+
+def test_null_ids_allowed_where_hugging_face_allows_them():
+    c = LongformerConfig(bos_token_id=None, eos_token_id=None, sep_token_id=None, classifier_dropout=None)
+    assert c.bos_token_id is None and c.extra["classifier_dropout"] is None
+    assert LongformerConfig(max_position_embeddings=3).max_position_embeddings == 3  # room for one token
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2, 3]", "must be a JSON object"),
+    ('{"pad_token_id": null}', "pad_token_id must be a non-negative integer"),
+    ('{"layer_norm_eps": 0}', "layer_norm_eps"),
+    ("{not json", "not valid JSON"),
+])
+def test_bad_config_files_name_the_file(tmp_path, content, message):
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(ValueError, match=message) as info:
+        LongformerConfig.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(info.value)
 
 
 def test_foreign_config_is_refused(tmp_path):
