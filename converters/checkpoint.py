@@ -30,16 +30,29 @@ class CheckpointError(ValueError):
 
 
 def read_index(path: str) -> dict[str, str]:
-    """The `weight_map` (tensor name -> shard file name) of a sharded checkpoint's index."""
+    """The `weight_map` (tensor name -> shard file name) of a sharded checkpoint's index.
+
+    Shards must be plain file names in the index's own folder: a name with a path separator, `..`, or an
+    absolute path is refused, so an index can never make us read a file outside its checkpoint."""
     try:
         with open(path, encoding="utf-8") as f:
             index = json.load(f)
         weight_map = index["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} is not a valid shard index (a JSON object with a 'weight_map'): {e}") from e
-    if not isinstance(weight_map, dict):
+    if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{path}: 'weight_map' must map tensor names to shard files.")
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or not is_plain_file_name(name):
+            raise CheckpointError(f"{path}: tensor {key} is mapped to {name!r}; a shard must be a plain file name "
+                                  "in the index's folder (no path separators, no '..', not absolute).")
     return weight_map
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A file name that stays in its folder: no separators, not `.` or `..`, nothing absolute, no NUL."""
+    return (bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+            and not os.path.isabs(name) and os.path.basename(name) == name)
 
 
 def read_torch_bin(path: str, framework: str = "pt", mmap: bool = False) -> dict[str, Any]:
@@ -56,8 +69,9 @@ def read_torch_bin(path: str, framework: str = "pt", mmap: bool = False) -> dict
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError ... for bad files
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {e}. It may be truncated or corrupt, "
-                              "or pickle objects other than tensors.") from e
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_torch_reason(e)}. It is truncated "
+                              "or corrupt, or it pickles objects other than tensors, which are refused because "
+                              "unpickling them could run code: get the checkpoint as safetensors instead.") from e
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict of tensors.")
     if isinstance(state.get("state_dict"), Mapping):  # Lightning-style wrappers
@@ -71,6 +85,16 @@ def read_torch_bin(path: str, framework: str = "pt", mmap: bool = False) -> dict
 
         return {k: torch_to_numpy(v) for k, v in state.items()}
     return state
+
+
+def _torch_reason(error: Exception) -> str:
+    """torch's reason for refusing a file, without its advice to load with `weights_only=False` (which would run
+    whatever code the pickle holds)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = [line for line in lines if "weights_only" not in line and "torch.serialization" not in line
+            and not line.startswith(("(1)", "(2)", "Check the documentation", "WeightsUnpickler error:"))]
+    reason = (kept[0] if kept else type(error).__name__).rstrip(".")
+    return reason[:300]
 
 
 def read_checkpoint(path: str, framework: str = "numpy", shard_paths: list[str] | None = None) -> dict[str, Any]:

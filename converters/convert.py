@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -116,51 +115,160 @@ def plan(source: Source, config: LongformerConfig, where: str) -> tuple[str, dic
 
 def _write(dst: str, fmt: str, entries: dict[str, tuple[tuple[int, ...], np.dtype]], read: Callable[[str], Any], *,
            head: str, config: LongformerConfig, tokenizer_from: Callable[[str], str | None], force: bool,
-           max_shard_size: int | str | None, progress: bool | None,
+           max_shard_size: int | str | None, progress: bool | None, sources: Iterable[str] = (),
            finish: Callable[[str], None] | None = None) -> list[str]:
-    """Write weights, config and tokenizer files into a temporary folder, then rename it to `dst`."""
+    """Write weights, config and tokenizer files into a staging folder beside `dst`, then install them.
+
+    A new `dst` appears in one rename. An existing one (`force=True`) keeps everything the conversion does not
+    write: only its files, and stale weight files of other formats that would shadow them, are replaced, each by
+    one rename. `sources` are the folders read from: `dst` may be none of them, nor inside one."""
     from tqdm.auto import tqdm
 
     dst = os.path.abspath(dst)
-    if os.path.isfile(dst):
+    check_destination(dst, sources)
+    if os.path.exists(dst) and not os.path.isdir(dst):
         raise FileExistsError(f"{dst} is a file; the destination must be a folder.")
     if os.path.exists(dst) and not force:
-        raise FileExistsError(f"{dst} already exists; pass --force (force=True) to replace it.")
+        raise FileExistsError(f"{dst} already exists; pass --force (force=True) to replace the checkpoint in it "
+                              "(other files there are kept).")
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".partial", dir=parent)
-    try:
-        with tqdm(total=total_bytes(entries), unit="B", unit_scale=True, desc=f"writing {fmt}", disable=None if progress is None else not progress,
-                  leave=False) as bar:
-            files = write_checkpoint(tmp, fmt, entries, read, head=head, max_shard_size=parse_size(max_shard_size),
-                                     progress=bar.update)
-        config.save_pretrained(tmp)
-        for name in TOKENIZER_FILES:
-            path = tokenizer_from(name)
-            if path is not None:
-                shutil.copyfile(path, os.path.join(tmp, name))
-        if finish is not None:
-            finish(tmp)
-        _replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _DestinationLock(dst):
+        tmp = os.path.join(parent, f".{os.path.basename(dst)}.{os.getpid()}.partial")
+        os.mkdir(tmp)  # mode from the umask, like any folder the user creates
+        try:
+            with tqdm(total=total_bytes(entries), unit="B", unit_scale=True, desc=f"writing {fmt}",
+                      disable=None if progress is None else not progress, leave=False) as bar:
+                files = write_checkpoint(tmp, fmt, entries, read, head=head,
+                                         max_shard_size=parse_size(max_shard_size), progress=bar.update)
+            config.save_pretrained(tmp)
+            for name in TOKENIZER_FILES:
+                path = tokenizer_from(name)
+                if path is not None:
+                    shutil.copyfile(path, os.path.join(tmp, name))
+            if finish is not None:
+                finish(tmp)
+            _install(tmp, dst, force)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return files
 
 
-def _replace(tmp: str, dst: str) -> None:
-    """Rename `tmp` to `dst`; an existing `dst` is moved aside first and restored if the rename fails."""
-    if not os.path.exists(dst):
-        os.replace(tmp, dst)
-        return
-    old = tmp.removesuffix(".partial") + ".old"
-    os.replace(dst, old)
+def check_destination(dst: str, sources: Iterable[str]) -> None:
+    """Refuse a destination that is a source folder or lies inside one (`--force` would overwrite the source)."""
+    real = os.path.realpath(dst)
+    for source in sources:
+        for folder in {os.path.abspath(source), os.path.realpath(source)}:
+            if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
+                where = "the source folder" if real == folder else "inside the source folder"
+                raise ValueError(f"The destination {dst} is {where} {folder}: write the conversion to another "
+                                 "folder.")
+
+
+class _DestinationLock:
+    """`.DST.lock` beside DST, created exclusively and holding our process id, for the whole conversion: of two
+    conversions to one destination exactly one runs, the other fails at once. A lock whose process is gone (a
+    killed run) is removed, with its staging folder, and reported."""
+
+    def __init__(self, dst: str):
+        self.dst = dst
+        self.path = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.lock")
+
+    def __enter__(self) -> _DestinationLock:
+        for attempt in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                owner = _lock_owner(self.path)
+                if attempt == 0 and owner is not None and not _process_alive(owner):
+                    self._clean_leftovers(owner)
+                    continue
+                raise FileExistsError(
+                    f"Another conversion{f' (process {owner})' if owner else ''} is writing {self.dst} right now; "
+                    f"wait for it to finish. If none is running, delete {self.path}.") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise AssertionError("unreachable")
+
+    def _clean_leftovers(self, owner: int) -> None:
+        parent, name = os.path.split(self.dst)
+        staging = os.path.join(parent, f".{name}.{owner}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        os.remove(self.path)
+        warnings.warn(f"Removed the leftovers of an interrupted conversion to {self.dst} (process {owner}): "
+                      f"{staging}. Check {self.dst}: that conversion may have replaced only some of its files.",
+                      stacklevel=4)
+
+    def __exit__(self, *exc) -> None:
+        os.remove(self.path)
+
+
+def _lock_owner(path: str) -> int | None:
     try:
-        os.replace(tmp, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        with open(path, encoding="utf-8") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+# Every weight file name a checkpoint folder may hold: the single files, their indexes, and shards.
+_WEIGHT_FILE = re.compile(r"^(model|pytorch_model|tf_model|flax_model)(-\d{5}-of-\d{5})?\.(safetensors|bin|h5|msgpack)$"
+                          r"|^(model\.safetensors|pytorch_model\.bin|tf_model\.h5|flax_model\.msgpack)\.index\.json$")
+
+
+def _install(tmp: str, dst: str, force: bool) -> None:
+    """Move the files of `tmp` into `dst`. A new `dst` is one rename (of two racing conversions exactly one
+    succeeds). Into an existing `dst`, file by file (each rename is atomic: every file is always whole, old or
+    new): weights first, then the index, config and tokenizer files; then stale weight files of other formats or
+    shard counts, which would shadow or contradict the new ones, are removed and listed."""
+    if not force or not os.path.exists(dst):
+        try:
+            os.rename(tmp, dst)  # fails if dst appeared meanwhile and is not empty
+            return
+        except OSError as e:
+            if not os.path.isdir(dst):
+                raise
+            if not force:
+                raise FileExistsError(f"{dst} was created by someone else during the conversion; nothing was "
+                                      "written to it.") from e
+    def rank(name: str) -> int:  # weights, then the index that names them, then the rest, config.json last
+        if _WEIGHT_FILE.match(name):
+            return 1 if name.endswith(".index.json") else 0
+        return 3 if name == "config.json" else 2
+
+    new = sorted(os.listdir(tmp), key=lambda n: (rank(n), n))
+    blocked = [n for n in new if os.path.isdir(os.path.join(dst, n)) and not os.path.islink(os.path.join(dst, n))]
+    if blocked:
+        raise FileExistsError(f"{dst} has folders named like the files the conversion writes: {blocked}.")
+    stale = sorted(n for n in os.listdir(dst) if _WEIGHT_FILE.match(n) and n not in new
+                   and not os.path.isdir(os.path.join(dst, n)))
+    for name in new:
+        os.replace(os.path.join(tmp, name), os.path.join(dst, name))
+    for name in stale:
+        os.remove(os.path.join(dst, name))
+    if stale:
+        warnings.warn(f"Removed weight files of the previous checkpoint in {dst} that would shadow or contradict "
+                      f"the new one: {stale}", stacklevel=4)
+
+
+def _source_folders(src: str, weights: str) -> list[str]:
+    """The folders a conversion reads: the one given (when local) and the one holding the weights (a Hub cache
+    snapshot for a Hub id)."""
+    folders = [os.path.dirname(weights)]
+    if os.path.exists(src):
+        folders.append(src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src)))
+    return folders
 
 
 def _tokenizer_source(src: str, hub: dict[str, Any]) -> Callable[[str], str | None]:
@@ -204,7 +312,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetenso
             config.extra["torch_dtype"] = DTYPE_NAMES[dtype]
         files = _write(dst, to, entries, lambda k: cast(source.read(names[k]), dtype, k), head=head, config=config,
                        tokenizer_from=_tokenizer_source(src, hub), force=force, max_shard_size=max_shard_size,
-                       progress=progress)
+                       progress=progress, sources=_source_folders(src, weights))
     return Conversion(os.path.abspath(dst), files, head, config, len(entries), total_bytes(entries), carried)
 
 
@@ -288,6 +396,7 @@ def from_roberta(src: str | os.PathLike, dst: str | os.PathLike, *, max_position
 
         files = _write(dst, to, entries, read, head=head, config=config, tokenizer_from=_tokenizer_source(src, hub),
                        force=force, max_shard_size=max_shard_size, progress=progress,
+                       sources=_source_folders(src, weights),
                        finish=lambda folder: _set_model_max_length(folder, max_positions))
     return Conversion(os.path.abspath(dst), files, head, config, len(entries), total_bytes(entries))
 

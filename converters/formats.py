@@ -18,6 +18,7 @@ time (safetensors and h5 read just that tensor; a .bin or .msgpack shard is held
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -48,7 +49,20 @@ HDF5_ATTRIBUTE_LIMIT = 64512  # bytes; longer name lists are split over `name0`,
 
 def nbytes(shape: tuple[int, ...], dtype) -> int:
     """Bytes of a tensor of this shape and dtype."""
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+
+
+def check_dtype(path: str, key: str, dtype: Any) -> np.dtype:
+    """`dtype` as a NumPy dtype if it is one a checkpoint tensor may have (the numeric types safetensors knows:
+    float 64/32/16, bfloat16, int 64/32/16/8, uint8, bool); anything else is a `CheckpointError` naming the tensor."""
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found not in DTYPE_CODES:
+        raise CheckpointError(f"{path}: tensor {key} has dtype {dtype}, which is not a weight type "
+                              f"(allowed: {', '.join(sorted(str(np.dtype(d)) for d in DTYPE_CODES))}).")
+    return found
 
 
 def weights_format(path: str) -> tuple[str, bool]:
@@ -101,10 +115,15 @@ class Source:
         entry = self.entries[key]
         if self._file != entry.file:
             self.close()
-            self._handle, self._file = _OPENERS[self.format](entry.file), entry.file
+            try:
+                self._handle, self._file = _OPENERS[self.format](entry.file), entry.file
+            except CheckpointError:
+                raise
+            except (OSError, RuntimeError, ValueError) as e:
+                raise unreadable(entry.file, self.format, e) from e
         try:
             value = _READERS[self.format](self._handle, entry)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, SystemError) as e:  # SystemError: h5py
             raise unreadable(entry.file, self.format, f"tensor {key} cannot be read ({e})") from e
         stored = entry.shape[::-1] if entry.transposed else entry.shape
         if value.shape != stored:
@@ -158,7 +177,7 @@ def open_checkpoint(path: str, shard_paths: list[str] | None = None) -> Source:
         if fmt == "tf":
             listed = {_strip_base(k) if strip else k for k in map(_tf_key, weight_map) if k is not None}
         elif fmt == "flax":
-            listed = {_flax_key(k.split("/"))[0] for k in weight_map}
+            listed = {_flax_key(k.split("/"), path)[0] for k in weight_map}
         lost = sorted(listed - set(entries))
         if lost:
             raise CheckpointError(f"{path} lists tensors that no shard holds: {lost[:10]}")
@@ -177,36 +196,67 @@ def unreadable(path: str, kind: str, why: object) -> CheckpointError:
                            "(an interrupted download or copy?): fetch or convert it again.")
 
 
+SAFETENSORS_HEADER_LIMIT = 100_000_000  # bytes; the format's own limit
+
+
 def _safetensors_header(path: str) -> tuple[dict[str, Any], int]:
+    """The JSON header (tensor entries only) and where the data buffer starts; checks the header's structure."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        if n < 2 or 8 + n > size:
+        if n < 2 or 8 + n > size or n > SAFETENSORS_HEADER_LIMIT:
             raise unreadable(path, "safetensors", "its header length is invalid")
         try:
             header = json.loads(f.read(n))
-            header.pop("__metadata__", None)
-            end = 8 + n + max((t["data_offsets"][1] for t in header.values()), default=0)
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            raise unreadable(path, "safetensors", f"its header is not valid ({e})") from e
-    if end > size:
-        raise unreadable(path, "safetensors", f"its header describes {end} bytes")
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise unreadable(path, "safetensors", f"its header is not valid JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise unreadable(path, "safetensors", "its header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise unreadable(path, "safetensors", "its __metadata__ is not a map of strings")
     return header, 8 + n
 
 
 def _safetensors_entries(path: str) -> dict[str, Entry]:
+    """Every tensor's entry, after the checks the format's specification asks for: each entry has a known dtype,
+    a shape of non-negative integers and `data_offsets` [begin, end] whose length is shape x dtype; together
+    the offsets cover the data buffer exactly: in range, ordered, contiguous, non-overlapping."""
     header, start = _safetensors_header(path)
+    spans = []
     entries = {}
     for key, info in header.items():
+        if not isinstance(info, dict):
+            raise unreadable(path, "safetensors", f"the header entry of {key} is not an object")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                   for d in shape):
+            raise unreadable(path, "safetensors", f"tensor {key} has no valid shape (a list of non-negative "
+                             f"integers): {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise unreadable(path, "safetensors", f"tensor {key} has invalid data_offsets {offsets!r} (two "
+                             "integers, 0 <= begin <= end)")
         if info.get("dtype") not in SAFETENSORS_DTYPES:
-            raise CheckpointError(f"{path}: tensor {key} has unsupported dtype {info.get('dtype')}.")
-        entry = Entry(tuple(info["shape"]), np.dtype(SAFETENSORS_DTYPES[info["dtype"]]), path, key)
-        begin, end = info["data_offsets"]
-        if end - begin != entry.nbytes:
-            raise CheckpointError(f"{path}: tensor {key} has {end - begin} bytes for shape {entry.shape} "
-                                  f"{info['dtype']}; the file is corrupt.")
-        entries[key] = Entry(entry.shape, entry.dtype, path, f"{start + begin}:{end - begin}")
+            raise CheckpointError(f"{path}: tensor {key} has unsupported dtype {info.get('dtype')!r}.")
+        dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]])
+        begin, end = offsets
+        if end - begin != nbytes(shape, dtype):
+            raise unreadable(path, "safetensors", f"tensor {key} has {end - begin} bytes for shape {tuple(shape)} "
+                             f"{info['dtype']}")
+        spans.append((begin, end, key))
+        entries[key] = Entry(tuple(shape), dtype, path, f"{start + begin}:{end - begin}")
+    position = 0
+    for begin, end, key in sorted(spans):
+        if begin != position:
+            why = "overlaps the tensor before it" if begin < position else "leaves a gap before it"
+            raise unreadable(path, "safetensors", f"tensor {key}'s data_offsets [{begin}, {end}] {why}")
+        position = end
+    if start + position != os.path.getsize(path):
+        raise unreadable(path, "safetensors", f"its header describes {start + position} bytes, the file has "
+                         f"{os.path.getsize(path)}")
     return entries
 
 
@@ -218,17 +268,24 @@ def _load_bin(path: str) -> dict[str, Any]:
 
 
 def _bin_entries(path: str) -> dict[str, Entry]:
-    return {k: Entry(tuple(v.shape), torch_to_numpy_dtype(v.dtype), path, k) for k, v in _load_bin(path).items()}
+    return {k: Entry(tuple(v.shape), check_dtype(path, k, torch_to_numpy_dtype(v.dtype)), path, k)
+            for k, v in _load_bin(path).items()}
 
 
 def _read_bin(state, entry: Entry) -> np.ndarray:
     return torch_to_numpy(state[entry.name])
 
 
-def torch_to_numpy_dtype(dtype) -> np.dtype:
+def torch_to_numpy_dtype(dtype) -> np.dtype | str:
+    """The NumPy dtype of a torch dtype (bfloat16 as ml_dtypes'); the torch name where NumPy has none."""
     import torch
 
-    return BFLOAT16 if dtype == torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
+    if dtype == torch.bfloat16:
+        return BFLOAT16
+    try:
+        return torch.empty((), dtype=dtype).numpy().dtype
+    except (TypeError, RuntimeError):  # float8, complex32, quantized ... have no NumPy dtype
+        return str(dtype)
 
 
 def torch_to_numpy(t) -> np.ndarray:
@@ -274,23 +331,47 @@ def _h5py():
 
 
 def _h5_entries(path: str) -> dict[str, Entry]:
+    """Index a tf_model.h5. Only plain datasets stored in the file itself are read: external links, soft links,
+    external storage and virtual datasets (which pull bytes from other files) are refused, as are non-numeric
+    dtypes and datasets that declare more data than the file holds (compression bombs, unwritten chunks)."""
     h5py = _h5py()
     leaves = from_format_leaf("tf")
     found: list[tuple[str, Any]] = []
+    links: list[tuple[str, str]] = []
+
+    def dataset(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual or obj.external:
+                kind = "a virtual dataset" if obj.is_virtual else "stored in external files"
+                raise CheckpointError(f"{path}: dataset {name} is {kind}: it reads bytes from outside this file, "
+                                      "which a checkpoint may not do.")
+            found.append((name, obj.shape, obj.dtype))
+
     try:
         with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: found.append((name, obj.shape, obj.dtype))
-                         if isinstance(obj, h5py.Dataset) else None)
-    except OSError as e:
+            f.visititems_links(lambda name, link: links.append((name, type(link).__name__))
+                               if not isinstance(link, h5py.HardLink) else None)
+            if links:
+                name, kind = links[0]
+                raise CheckpointError(f"{path}: {name} is an HDF5 {kind}; a checkpoint holds its datasets itself "
+                                      "(links are refused: they can point at other files).")
+            f.visititems(dataset)
+    except CheckpointError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, SystemError) as e:  # h5py on corrupt files
         raise unreadable(path, "HDF5 (tf_model.h5)", e) from e
     entries = {}
     for name, shape, dtype in found:
         key = _tf_key(name)
         if key is None or key in entries:  # the MLM head's group repeats the embeddings: read them once
             continue
+        dtype = check_dtype(path, name, dtype)
         transposed = leaves[name.split(":")[0].rsplit("/", 1)[-1]][1] and len(shape) == 2
-        entries[key] = Entry(tuple(shape)[::-1] if transposed else tuple(shape), np.dtype(dtype), path, name,
-                             transposed)
+        entries[key] = Entry(tuple(shape)[::-1] if transposed else tuple(shape), dtype, path, name, transposed)
+    declared = sum(nbytes(shape, dtype) for _, shape, dtype in found if dtype.kind in "biuf")
+    if declared > os.path.getsize(path):
+        raise unreadable(path, "HDF5 (tf_model.h5)", f"its datasets declare {declared} bytes but the file has "
+                         f"{os.path.getsize(path)} (compressed or unwritten data is not a checkpoint)")
     return entries
 
 
@@ -306,9 +387,15 @@ class _Blob(tuple):
     """(offset, length) of bytes in a msgpack file that the index parser skipped over."""
 
 
-def _mp_value(f) -> Any:
+MSGPACK_MAX_DEPTH = 64  # a Longformer's parameter tree is 8 levels deep; deeper nesting is not a checkpoint
+
+
+def _mp_value(f, depth: int = 0) -> Any:
     """Parse the next msgpack value of file `f`, skipping the bytes of bin and ext payloads: those come back as
-    `_Blob(offset, length)` (an ext as `("ext", code, _Blob)`). Enough of msgpack for Flax checkpoints."""
+    `_Blob(offset, length)` (an ext as `("ext", code, _Blob)`). Enough of msgpack for Flax checkpoints; maps and
+    arrays nested deeper than `MSGPACK_MAX_DEPTH` are refused."""
+    if depth > MSGPACK_MAX_DEPTH:
+        raise ValueError(f"it nests maps or arrays deeper than {MSGPACK_MAX_DEPTH} levels")
     b = f.read(1)
     if not b:
         raise ValueError("the file ends early")
@@ -335,14 +422,16 @@ def _mp_value(f) -> Any:
         count = t & 0x0F if t <= 0x8F else n(2 if t == 0xDE else 4)
         out = {}
         for _ in range(count):
-            key = _mp_value(f)
-            out[key if isinstance(key, str) else str(key)] = _mp_value(f)
+            key = _mp_value(f, depth + 1)
+            out[key if isinstance(key, str) else str(key)] = _mp_value(f, depth + 1)
         return out
     if 0x90 <= t <= 0x9F or t in (0xDC, 0xDD):
         count = t & 0x0F if t <= 0x9F else n(2 if t == 0xDC else 4)
-        return [_mp_value(f) for _ in range(count)]
+        return [_mp_value(f, depth + 1) for _ in range(count)]
     if 0xA0 <= t <= 0xBF or t in (0xD9, 0xDA, 0xDB):
         length = t & 0x1F if t <= 0xBF else n({0xD9: 1, 0xDA: 2, 0xDB: 4}[t])
+        if f.tell() + length > os.fstat(f.fileno()).st_size:  # before reading: no allocation beyond the file
+            raise ValueError("the file ends early")
         return f.read(length).decode()
     if t in (0xC4, 0xC5, 0xC6):  # bin
         return blob(n({0xC4: 1, 0xC5: 2, 0xC6: 4}[t]))
@@ -356,17 +445,38 @@ def _mp_value(f) -> Any:
     if t in (0xC0, 0xC2, 0xC3):
         return {0xC0: None, 0xC2: False, 0xC3: True}[t]
     if t in (0xCA, 0xCB):
-        return struct.unpack(">f" if t == 0xCA else ">d", f.read(4 if t == 0xCA else 8))[0]
+        size = 4 if t == 0xCA else 8
+        raw = f.read(size)
+        if len(raw) != size:
+            raise ValueError("the file ends early")
+        return struct.unpack(">f" if t == 0xCA else ">d", raw)[0]
     raise ValueError(f"unknown msgpack type byte 0x{t:02x}")
 
 
-def _mp_array(f, ext) -> tuple[tuple[int, ...], np.dtype, _Blob]:
-    """Flax's ext type 1 payload `(shape, dtype name, bytes)` -> shape, dtype and where the bytes are."""
+def _mp_array(f, ext, path: str, key: str) -> tuple[tuple[int, ...], np.dtype, _Blob]:
+    """Flax's ext type 1 payload `(shape, dtype name, bytes)` -> shape, dtype and where the bytes are; the
+    payload must be exactly that triple, and the bytes exactly shape x dtype."""
     if not (isinstance(ext, tuple) and ext[0] == "ext" and ext[1] == MSGPACK_NDARRAY):
-        raise ValueError(f"expected an array (msgpack ext type {MSGPACK_NDARRAY}), found {type(ext).__name__}")
-    f.seek(ext[2][0])
-    shape, dtype, data = _mp_value(f)
-    dtype = BFLOAT16 if dtype == "bfloat16" else np.dtype(dtype)
+        raise ValueError(f"{key}: expected an array (msgpack ext type {MSGPACK_NDARRAY}), found "
+                         f"{type(ext).__name__}")
+    offset, length = ext[2]
+    f.seek(offset)
+    payload = _mp_value(f, MSGPACK_MAX_DEPTH - 2)  # a list of ints, a string and bytes: two levels at most
+    if f.tell() != offset + length or not (isinstance(payload, list) and len(payload) == 3):
+        raise ValueError(f"{key}: the array payload is not (shape, dtype, bytes)")
+    shape, dtype, data = payload
+    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                            for d in shape)):
+        raise ValueError(f"{key}: the array shape {shape!r} is not a list of non-negative integers")
+    if not isinstance(dtype, str) or not isinstance(data, _Blob):
+        raise ValueError(f"{key}: the array payload is not (shape, dtype name, bytes)")
+    try:
+        dtype = BFLOAT16 if dtype == "bfloat16" else np.dtype(dtype)
+    except TypeError:
+        pass  # check_dtype names it
+    dtype = check_dtype(path, key, dtype)
+    if data[1] != nbytes(shape, dtype):
+        raise ValueError(f"{key}: {data[1]} bytes for shape {tuple(shape)} {dtype}")
     return tuple(shape), dtype, data
 
 
@@ -383,18 +493,24 @@ def _msgpack_entries(path: str) -> dict[str, Entry]:
                 raise CheckpointError(f"{path} holds a {type(tree).__name__}, not a Flax parameter tree.")
 
             def visit(node, parts):
+                where = "/".join(parts)
                 if isinstance(node, dict) and node.get("__msgpack_chunked_array__"):
                     shape = tuple(node["shape"][str(i)] for i in range(len(node["shape"])))
-                    chunks = [_mp_array(f, node["chunks"][str(i)]) for i in range(len(node["chunks"]))]
+                    chunks = [_mp_array(f, node["chunks"][str(i)], path, where) for i in range(len(node["chunks"]))]
+                    if not chunks or any(c[1] != chunks[0][1] for c in chunks):
+                        raise ValueError(f"{where}: a chunked array needs chunks of one dtype")
                     dtype, segments = chunks[0][1], [c[2] for c in chunks]
+                    if not all(isinstance(d, int) and d >= 0 for d in shape) or \
+                            sum(c[2][1] for c in chunks) != nbytes(shape, dtype):
+                        raise ValueError(f"{where}: its chunks do not hold shape {shape}")
                 elif isinstance(node, dict):
                     for k, v in node.items():
                         visit(v, [*parts, k])
                     return
                 else:
-                    shape, dtype, data = _mp_array(f, node)
+                    shape, dtype, data = _mp_array(f, node, path, where)
                     segments = [data]
-                key, transposed = _flax_key(parts)
+                key, transposed = _flax_key(parts, path)
                 transposed = transposed and len(shape) == 2
                 name = ",".join(f"{o}:{n}" for o, n in segments)
                 entries[key] = Entry(shape[::-1] if transposed else shape, dtype, path, name, transposed)
@@ -421,10 +537,11 @@ def _read_segments(handle, entry: Entry) -> np.ndarray:
     return value.reshape(entry.shape[::-1] if entry.transposed else entry.shape)
 
 
-def _flax_key(parts: list[str]) -> tuple[str, bool]:
+def _flax_key(parts: list[str], path: str = "") -> tuple[str, bool]:
     leaves = from_format_leaf("flax")
-    if parts[-1] not in leaves:
-        raise CheckpointError(f"{'/'.join(parts)} is not a Longformer parameter name (kernel, scale, embedding, bias).")
+    if not parts or parts[-1] not in leaves:
+        raise CheckpointError(f"{path + ': ' if path else ''}{'/'.join(parts) or 'the top level'} is not a Longformer "
+                              "parameter name (kernel, scale, embedding, bias).")
     leaf, transposed = leaves[parts[-1]]
     return ".".join([*parts[:-1], leaf]), transposed
 
