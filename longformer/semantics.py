@@ -1,7 +1,10 @@
 """Conventions every backend shares, in one place: the mask encoding, padding rules, global slots and input checks.
 
-Mask encoding (Hugging Face's): `attention_mask * (global_attention_mask + 1)` gives 0 = padding (never attended),
-1 = local (sliding window), 2 = global (attends to and is attended by every non-padding token).
+Mask encoding (Hugging Face's): `min(attention_mask * (global_attention_mask + 1), 2)` gives 0 = padding (never
+attended), 1 = local (sliding window), 2 = global (attends to and is attended by every non-padding token); an
+`attention_mask` of 2 is global whatever `global_attention_mask` says, as Hugging Face reads it. Masks holding any
+other value, ids that are not integers or lie outside their tables, and empty batches are refused
+(`check_input_dtypes`, `check_input_values`, `check_input_shapes`).
 
 Inputs are right-padded to a multiple of the largest attention window (padding tokens: `pad_token_id`, mask 0),
 as Hugging Face does; outputs are cut back to the input length, except `global_attentions`, which keep the padded
@@ -16,7 +19,10 @@ Hugging Face's returned `global_attentions`), and never written back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 
 def padding_length(seq_len: int, window: int) -> int:
@@ -57,6 +63,8 @@ def check_input_shapes(*, input_ids: Sequence[int] | None, inputs_embeds: Sequen
             raise ValueError(f"inputs_embeds must have shape (batch, sequence, {hidden_size}), "
                              f"got {tuple(inputs_embeds)}.")
         shape = tuple(inputs_embeds[:2])
+    if shape[0] == 0:
+        raise ValueError("The batch is empty (0 rows): pass at least one sequence.")
     if shape[1] == 0:
         raise ValueError("The input sequence is empty (length 0).")
     for name, other in (("attention_mask", attention_mask), ("global_attention_mask", global_attention_mask),
@@ -65,6 +73,52 @@ def check_input_shapes(*, input_ids: Sequence[int] | None, inputs_embeds: Sequen
             raise ValueError(f"{name} has shape {tuple(other)} but the input has shape {shape} "
                              "(batch, sequence); they must match.")
     return shape[0], shape[1]
+
+
+INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
+# The values each mask may hold. attention_mask: 0 padding, 1 local, 2 global (Hugging Face reads 2 as global too).
+MASK_VALUES = {"attention_mask": (0, 1, 2), "global_attention_mask": (0, 1)}
+_KIND_NAMES = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "floating-point", "c": "complex"}
+
+
+def check_input_dtypes(kinds: Mapping[str, str]) -> None:
+    """Input name -> NumPy dtype kind ('b', 'i', 'u', 'f', 'c'; anything else counts as 'f') of each input given.
+
+    Ids must be integers (a float id would be truncated); masks may be boolean, integer or floating (their values
+    are checked by `check_input_values`)."""
+    for name, kind in kinds.items():
+        if name in INTEGER_INPUTS and kind not in "iu":
+            raise ValueError(f"{name} must hold integers, got a {_KIND_NAMES.get(kind, 'floating-point')} tensor; "
+                             "token ids are never fractional (cast with .long() / astype('int64')).")
+        if name in MASK_VALUES and kind == "c":
+            raise ValueError(f"{name} must hold {' or '.join(map(str, MASK_VALUES[name]))}, got a complex tensor.")
+
+
+def check_input_values(config: Any, *, input_ids: np.ndarray | None = None, attention_mask: np.ndarray | None = None,
+                       global_attention_mask: np.ndarray | None = None, token_type_ids: np.ndarray | None = None,
+                       position_ids: np.ndarray | None = None) -> None:
+    """The data rules every backend applies, on host NumPy values (None: not given, or unknown while tracing):
+    ids inside their tables (checked before any cast, so nothing wraps), masks holding only their values, and no
+    global token on padding."""
+    for name, ids, size in (("input_ids", input_ids, config.vocab_size),
+                            ("token_type_ids", token_type_ids, config.type_vocab_size)):
+        if ids is not None and ids.size:
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= size:
+                raise ValueError(ids_out_of_range_message(name, low, high, size))
+    if position_ids is not None and position_ids.size and int(position_ids.min()) < 0:
+        raise ValueError(f"position_ids must be non-negative, got {int(position_ids.min())}.")
+    for name, mask in (("attention_mask", attention_mask), ("global_attention_mask", global_attention_mask)):
+        if mask is not None and mask.size:
+            allowed = MASK_VALUES[name]
+            bad = [v for v in np.unique(mask).tolist() if v not in allowed]
+            if bad:
+                raise ValueError(f"{name} may only hold {', '.join(map(str, allowed))}, found {bad[:5]}"
+                                 f"{' (0 padding, 1 local, 2 global)' if name == 'attention_mask' else ' (1 global)'}"
+                                 ".")
+    if global_attention_mask is not None and attention_mask is not None:
+        if bool(((global_attention_mask != 0) & (attention_mask == 0)).any()):
+            raise ValueError(GLOBAL_ON_PADDING_MESSAGE)
 
 
 def ids_out_of_range_message(name: str, low: int, high: int, size: int) -> str:

@@ -301,25 +301,20 @@ def _is_traced(*arrays) -> bool:
 
 
 def _as_array(x, dtype=None):
+    """jax arrays as they are; anything else as a NumPy array of its own dtype (an int64 id stays int64 until the
+    checks have seen it: jax would wrap it to int32)."""
     if x is None:
         return None
     if isinstance(x, jax.Array):
         return x if dtype is None else x.astype(dtype)
-    return jnp.asarray(np.asarray(x), dtype=dtype)
+    return np.asarray(x) if dtype is None else jnp.asarray(np.asarray(x), dtype=dtype)
 
 
-def _check_values(config: LongformerConfig, input_ids, attention_mask, global_attention_mask, token_type_ids):
-    """Data checks (ids in range, no global padding), on the host. Skipped for traced inputs: they need values."""
-    for name, ids, size in (("input_ids", input_ids, config.vocab_size),
-                            ("token_type_ids", token_type_ids, config.type_vocab_size)):
-        if ids is not None and ids.size and not _is_traced(ids):
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= size:
-                raise ValueError(semantics.ids_out_of_range_message(name, low, high, size))
-    if global_attention_mask is not None and attention_mask is not None:
-        if not _is_traced(global_attention_mask, attention_mask):
-            if bool(((global_attention_mask != 0) & (attention_mask == 0)).any()):
-                raise ValueError(semantics.GLOBAL_ON_PADDING_MESSAGE)
+def _check_inputs(config: LongformerConfig, inputs: dict[str, Any]) -> None:
+    """The shared input rules on this batch: dtypes always, values where they are known (not while tracing)."""
+    given = {k: v for k, v in inputs.items() if v is not None}
+    semantics.check_input_dtypes({k: np.dtype(v.dtype).kind for k, v in given.items()})
+    semantics.check_input_values(config, **{k: np.asarray(v) for k, v in given.items() if not _is_traced(v)})
 
 
 def _position_ids(config: LongformerConfig, input_ids, position_ids, B: int, N: int) -> jax.Array:
@@ -331,11 +326,9 @@ def _position_ids(config: LongformerConfig, input_ids, position_ids, B: int, N: 
         else:
             position_ids = jnp.broadcast_to(jnp.arange(pad + 1, N + pad + 1)[None, :], (B, N))
     if not _is_traced(position_ids):
-        low, high = int(position_ids.min()), int(position_ids.max())
+        high = int(position_ids.max())
         if high >= config.max_position_embeddings:
             raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
-        if low < 0:
-            raise ValueError(f"position_ids must be non-negative, got {low}.")
     return position_ids
 
 
@@ -343,9 +336,11 @@ def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global
     """Check, merge the masks, right-pad to a multiple of the largest window; pick the static slot count.
 
     Returns (padded inputs for `_forward`, input length, x = largest global count, G = slots)."""
+    ints = {k: _as_array(inputs.get(k)) for k in ("input_ids", "attention_mask", "global_attention_mask",
+                                                  "token_type_ids", "position_ids")}
+    _check_inputs(config, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
     input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-        _as_array(inputs.get(k), jnp.int32) for k in ("input_ids", "attention_mask", "global_attention_mask",
-                                                      "token_type_ids", "position_ids"))
+        None if t is None else jnp.asarray(t, jnp.int32) for t in ints.values())
     inputs_embeds = _as_array(inputs.get("inputs_embeds"))
     B, n_in = semantics.check_input_shapes(
         input_ids=None if input_ids is None else input_ids.shape,
@@ -355,12 +350,11 @@ def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global
         token_type_ids=None if token_type_ids is None else token_type_ids.shape,
         position_ids=None if position_ids is None else position_ids.shape,
         hidden_size=config.hidden_size)
-    _check_values(config, input_ids, attention_mask, global_attention_mask, token_type_ids)
 
     # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
     merged = jnp.ones((B, n_in), jnp.int32) if attention_mask is None else attention_mask
     if global_attention_mask is not None:
-        merged = merged * (global_attention_mask + 1)
+        merged = jnp.minimum(merged * (global_attention_mask + 1), 2)
     pad = semantics.padding_length(n_in, config.max_attention_window)
     N = n_in + pad
 
@@ -546,8 +540,8 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
     def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                  position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
                  output_hidden_states=None, return_dict=None, num_global_slots=None):
-        input_ids, inputs_embeds = _as_array(input_ids, jnp.int32), _as_array(inputs_embeds)
-        attention_mask = _as_array(attention_mask, jnp.int32)
+        input_ids, inputs_embeds = _as_array(input_ids), _as_array(inputs_embeds)
+        attention_mask = _as_array(attention_mask)
         if global_attention_mask is None and (input_ids is not None or inputs_embeds is not None):
             global_attention_mask = _first_token_global(input_ids, inputs_embeds, attention_mask)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
@@ -594,8 +588,7 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
                  position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
                  output_hidden_states=None, return_dict=None, num_global_slots=None):
         input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-            _as_array(t, jnp.int32) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids,
-                                              position_ids))
+            _as_array(t) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids))
         inputs_embeds = _as_array(inputs_embeds)
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None or ref.ndim != (3 if input_ids is not None else 4):
@@ -665,7 +658,7 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
     def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                  position_ids=None, inputs_embeds=None, start_positions=None, end_positions=None,
                  output_attentions=None, output_hidden_states=None, return_dict=None, num_global_slots=None):
-        input_ids, attention_mask = _as_array(input_ids, jnp.int32), _as_array(attention_mask, jnp.int32)
+        input_ids, attention_mask = _as_array(input_ids), _as_array(attention_mask)
         if global_attention_mask is None:
             if input_ids is None:
                 warnings.warn("No global_attention_mask and no input_ids to find the question: running without "

@@ -272,19 +272,23 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _check_values(config: LongformerConfig, input_ids, attention_mask, global_attention_mask, token_type_ids):
-    """Data checks (ids in range, no global padding). Skipped while compiling: they need the values."""
+def _check_inputs(config: LongformerConfig, inputs: dict[str, torch.Tensor | None]) -> None:
+    """The shared input rules on this batch: dtypes always, values unless compiling (they need the data)."""
+    given = {k: t for k, t in inputs.items() if t is not None}
+    semantics.check_input_dtypes({k: _kind(t) for k, t in given.items()})
     if torch.compiler.is_compiling():
         return
-    for name, ids, size in (("input_ids", input_ids, config.vocab_size),
-                            ("token_type_ids", token_type_ids, config.type_vocab_size)):
-        if ids is not None and ids.numel():
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= size:
-                raise ValueError(semantics.ids_out_of_range_message(name, low, high, size))
-    if global_attention_mask is not None and attention_mask is not None:
-        if bool(((global_attention_mask != 0) & (attention_mask == 0)).any()):
-            raise ValueError(semantics.GLOBAL_ON_PADDING_MESSAGE)
+    semantics.check_input_values(config, **{k: (t.detach().float() if t.is_floating_point() else t.detach())
+                                            .cpu().numpy() for k, t in given.items()})
+
+
+def _kind(t: torch.Tensor) -> str:
+    """The NumPy dtype kind of a tensor's dtype ('b', 'i', 'u', 'f', 'c')."""
+    if t.dtype == torch.bool:
+        return "b"
+    if t.is_floating_point():
+        return "f"
+    return "c" if t.is_complex() else "u" if t.dtype == torch.uint8 else "i"
 
 
 def _position_ids(config: LongformerConfig, input_ids, position_ids, B: int, N: int, device) -> torch.Tensor:
@@ -296,18 +300,17 @@ def _position_ids(config: LongformerConfig, input_ids, position_ids, B: int, N: 
         else:
             position_ids = torch.arange(pad + 1, N + pad + 1, device=device)[None, :].expand(B, N)
     if not torch.compiler.is_compiling():
-        low, high = int(position_ids.min()), int(position_ids.max())
+        high = int(position_ids.max())
         if high >= config.max_position_embeddings:
             raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
-        if low < 0:
-            raise ValueError(f"position_ids must be non-negative, got {low}.")
     return position_ids
 
 
-def _as_tensor(x, dtype=None):
+def _as_tensor(x):
+    """A tensor of the input's own dtype (NumPy int64 stays int64, a float stays float: checks see what was given)."""
     if x is None or isinstance(x, torch.Tensor):
         return x
-    return torch.as_tensor(x, dtype=dtype)
+    return torch.as_tensor(x)
 
 
 # ---------------------------------------------------------------------------------------------- base model
@@ -329,10 +332,13 @@ class LongformerModel(LongformerPreTrainedModel):
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
-        input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-            _as_tensor(t, torch.int64) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids,
-                                                 position_ids))
+        ints = dict(input_ids=_as_tensor(input_ids), attention_mask=_as_tensor(attention_mask),
+                    global_attention_mask=_as_tensor(global_attention_mask), token_type_ids=_as_tensor(token_type_ids),
+                    position_ids=_as_tensor(position_ids))
         inputs_embeds = _as_tensor(inputs_embeds)
+        _check_inputs(config, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
+        input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
+            None if t is None else t.to(torch.int64) for t in ints.values())
 
         B, n_in = semantics.check_input_shapes(
             input_ids=None if input_ids is None else input_ids.shape,
@@ -342,7 +348,6 @@ class LongformerModel(LongformerPreTrainedModel):
             token_type_ids=None if token_type_ids is None else token_type_ids.shape,
             position_ids=None if position_ids is None else position_ids.shape,
             hidden_size=config.hidden_size)
-        _check_values(config, input_ids, attention_mask, global_attention_mask, token_type_ids)
         device = self.device
 
         # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
@@ -350,7 +355,7 @@ class LongformerModel(LongformerPreTrainedModel):
             attention_mask = torch.ones(B, n_in, dtype=torch.int64, device=device)
         merged = attention_mask.to(torch.int64)
         if global_attention_mask is not None:
-            merged = merged * (global_attention_mask.to(torch.int64) + 1)
+            merged = (merged * (global_attention_mask + 1)).clamp_(max=2)
         pad = semantics.padding_length(n_in, config.max_attention_window)
         N = n_in + pad
         if input_ids is not None:
@@ -501,8 +506,8 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        input_ids, inputs_embeds = _as_tensor(input_ids, torch.int64), _as_tensor(inputs_embeds)
-        attention_mask = _as_tensor(attention_mask, torch.int64)
+        input_ids, inputs_embeds = _as_tensor(input_ids), _as_tensor(inputs_embeds)
+        attention_mask = _as_tensor(attention_mask)
         if global_attention_mask is None and (input_ids is not None or inputs_embeds is not None):
             global_attention_mask = _first_token_global(input_ids, inputs_embeds, attention_mask)
         outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
@@ -545,8 +550,7 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
                 output_hidden_states=None, return_dict=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-            _as_tensor(t, torch.int64) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids,
-                                                 position_ids))
+            _as_tensor(t) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids))
         inputs_embeds = _as_tensor(inputs_embeds)
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None or ref.dim() != (3 if input_ids is not None else 4):
@@ -610,7 +614,7 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
                 position_ids=None, inputs_embeds=None, start_positions=None, end_positions=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        input_ids, attention_mask = _as_tensor(input_ids, torch.int64), _as_tensor(attention_mask, torch.int64)
+        input_ids, attention_mask = _as_tensor(input_ids), _as_tensor(attention_mask)
         if global_attention_mask is None:
             if input_ids is None:
                 warnings.warn("No global_attention_mask and no input_ids to find the question: running without "

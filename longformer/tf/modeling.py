@@ -13,6 +13,7 @@ position gets a slot (correct, slower).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -290,11 +291,30 @@ INPUT_NAMES = ("input_ids", "attention_mask", "global_attention_mask", "token_ty
                "inputs_embeds")
 
 
+def _our_errors(call):
+    """Input errors reach the user as we raised them: Keras re-raises an exception marked as already annotated
+    unchanged, instead of a copy whose message is wrapped in an argument dump."""
+    @functools.wraps(call)
+    def checked_call(self, *args, **kwargs):
+        try:
+            return call(self, *args, **kwargs)
+        except (ValueError, TypeError) as e:
+            e._keras_call_info_injected = True
+            raise
+
+    return checked_call
+
+
 class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
     """Input handling, Keras training/serving hooks, checkpoint loading and saving shared by every class below."""
 
     label_names: tuple[str, ...] = ("labels",)
     output_class = LongformerBaseModelOutputWithPooling
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__:
+            cls.call = _our_errors(cls.__dict__["call"])
 
     def __init__(self, config: LongformerConfig, **kwargs):
         config = self.checked_config(config)
@@ -399,18 +419,20 @@ def _as_tensor(x, dtype=None):
     return t if dtype is None or t.dtype == dtype else tf.cast(t, dtype)
 
 
-def _check_values(config: LongformerConfig, input_ids, attention_mask, global_attention_mask, token_type_ids):
-    """Data checks (ids in range, no global padding) on eager tensors; skipped in graphs: they need values."""
-    for name, ids, size in (("input_ids", input_ids, config.vocab_size),
-                            ("token_type_ids", token_type_ids, config.type_vocab_size)):
-        if ids is not None and not _is_symbolic(ids) and int(tf.size(ids)):
-            low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
-            if low < 0 or high >= size:
-                raise ValueError(semantics.ids_out_of_range_message(name, low, high, size))
-    if global_attention_mask is not None and attention_mask is not None:
-        if not _is_symbolic(global_attention_mask, attention_mask):
-            if bool(tf.reduce_any((global_attention_mask != 0) & (attention_mask == 0))):
-                raise ValueError(semantics.GLOBAL_ON_PADDING_MESSAGE)
+def _check_inputs(config: LongformerConfig, inputs: dict[str, Any]) -> None:
+    """The shared input rules on this batch: dtypes always, values on eager tensors (graphs have none yet)."""
+    given = {k: t for k, t in inputs.items() if t is not None}
+    semantics.check_input_dtypes({k: _kind(t.dtype) for k, t in given.items()})
+    semantics.check_input_values(config, **{k: t.numpy() for k, t in given.items() if not _is_symbolic(t)})
+
+
+def _kind(dtype: tf.DType) -> str:
+    """The NumPy dtype kind of a TF dtype ('b', 'i', 'u', 'f', 'c')."""
+    if dtype == tf.bool:
+        return "b"
+    if dtype.is_integer:
+        return "u" if dtype.is_unsigned else "i"
+    return "c" if dtype.is_complex else "f"
 
 
 def _position_ids(config: LongformerConfig, input_ids, position_ids, B, N) -> tf.Tensor:
@@ -422,11 +444,9 @@ def _position_ids(config: LongformerConfig, input_ids, position_ids, B, N) -> tf
         else:
             position_ids = tf.broadcast_to(tf.range(pad + 1, N + pad + 1)[None, :], [B, N])
     if not _is_symbolic(position_ids):
-        low, high = int(tf.reduce_min(position_ids)), int(tf.reduce_max(position_ids))
+        high = int(tf.reduce_max(position_ids))
         if high >= config.max_position_embeddings:
             raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
-        if low < 0:
-            raise ValueError(f"position_ids must be non-negative, got {low}.")
     return position_ids
 
 
@@ -435,21 +455,22 @@ def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global
 
     Returns (padded inputs, input length, x = largest global count, G = slots); sizes are Python ints for eager
     inputs with static shapes and tensors otherwise."""
+    ints = {k: _as_tensor(inputs.get(k)) for k in INPUT_NAMES[:5]}
+    _check_inputs(config, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
     input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-        _as_tensor(inputs.get(k), tf.int32) for k in INPUT_NAMES[:5])
+        None if t is None else tf.cast(t, tf.int32) for t in ints.values())
     inputs_embeds = _as_tensor(inputs.get("inputs_embeds"))
     static = {name: (None if t is None else tuple(-1 if d is None else d for d in t.shape))
               for name, t in zip(INPUT_NAMES, (input_ids, attention_mask, global_attention_mask, token_type_ids,
                                                position_ids, inputs_embeds), strict=True)}
     semantics.check_input_shapes(**static, hidden_size=config.hidden_size)
-    _check_values(config, input_ids, attention_mask, global_attention_mask, token_type_ids)
 
     ref = input_ids if input_ids is not None else inputs_embeds
     B, n_in = _shape(ref)[:2]
     # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
     merged = tf.ones([B, n_in], tf.int32) if attention_mask is None else attention_mask
     if global_attention_mask is not None:
-        merged = merged * (global_attention_mask + 1)
+        merged = tf.minimum(merged * (global_attention_mask + 1), 2)
     W = config.max_attention_window
     pad = (W - n_in % W) % W
     N = n_in + pad
@@ -684,8 +705,8 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
                                                 token_type_ids=token_type_ids, position_ids=position_ids,
                                                 inputs_embeds=inputs_embeds, labels=labels))
         labels = kw.pop("labels")
-        input_ids, embeds = _as_tensor(input_ids, tf.int32), _as_tensor(kw["inputs_embeds"])
-        mask = _as_tensor(kw["attention_mask"], tf.int32)
+        input_ids, embeds = _as_tensor(input_ids), _as_tensor(kw["inputs_embeds"])
+        mask = _as_tensor(kw["attention_mask"])
         if kw["global_attention_mask"] is None and (input_ids is not None or embeds is not None):
             kw["global_attention_mask"] = _first_token_global(input_ids, embeds, mask)
 
@@ -737,8 +758,8 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
                                                 token_type_ids=token_type_ids, position_ids=position_ids,
                                                 inputs_embeds=inputs_embeds, labels=labels))
         labels = kw.pop("labels")
-        input_ids = _as_tensor(input_ids, tf.int32)
-        kw = {k: _as_tensor(v, None if k == "inputs_embeds" else tf.int32) for k, v in kw.items()}
+        input_ids = _as_tensor(input_ids)
+        kw = {k: _as_tensor(v) for k, v in kw.items()}
         ref = input_ids if input_ids is not None else kw["inputs_embeds"]
         if ref is None or len(ref.shape) != (3 if input_ids is not None else 4):
             raise ValueError("Multiple choice inputs must have shape (batch, num_choices, sequence) "
@@ -831,7 +852,7 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
                                                 inputs_embeds=inputs_embeds, start_positions=start_positions,
                                                 end_positions=end_positions))
         labels = {"start_positions": kw.pop("start_positions"), "end_positions": kw.pop("end_positions")}
-        input_ids, mask = _as_tensor(input_ids, tf.int32), _as_tensor(kw["attention_mask"], tf.int32)
+        input_ids, mask = _as_tensor(input_ids), _as_tensor(kw["attention_mask"])
         if kw["global_attention_mask"] is None:
             if input_ids is None:
                 warnings.warn("No global_attention_mask and no input_ids to find the question: running without "

@@ -1,0 +1,121 @@
+"""The input rules every backend applies, from one place (longformer.semantics): the same inputs give the same
+error, with the same message, in every installed backend. Runs in each backend's tox env (and all three in cross)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import longformer_inputs, tiny_kwargs
+
+from longformer import LongformerConfig
+from longformer.backends import available_backends, load_backend
+
+BACKENDS = available_backends()
+pytestmark = pytest.mark.skipif(not BACKENDS, reason="no backend installed (core env)")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+_MODELS: dict = {}
+
+
+def model_of(backend: str, head: str = "LongformerModel"):
+    """One tiny model per backend and head (random weights; these tests look at errors and equalities only)."""
+    if (backend, head) not in _MODELS:
+        config = LongformerConfig(**tiny_kwargs(num_labels=2 if head == "LongformerForQuestionAnswering" else 3))
+        model = getattr(load_backend(backend), head)(config)
+        if hasattr(model, "eval"):
+            model.eval()
+        _MODELS[backend, head] = model
+    return _MODELS[backend, head]
+
+
+def run(backend: str, head: str = "LongformerModel", **inputs):
+    return load_backend(backend).forward_numpy(model_of(backend, head), inputs, output_attentions=True)
+
+
+def error_of(backend: str, head: str = "LongformerModel", **inputs) -> str:
+    with pytest.raises(ValueError) as info:
+        run(backend, head, **inputs)
+    return str(info.value)
+
+
+BAD_INPUTS = {
+    "attention-mask-5": (dict(attention_mask=5), "attention_mask may only hold 0, 1, 2, found [5]"),
+    "attention-mask-minus-1": (dict(attention_mask=-1), "attention_mask may only hold 0, 1, 2, found [-1]"),
+    "attention-mask-half": (dict(attention_mask=0.5), "attention_mask may only hold 0, 1, 2, found [0.5]"),
+    "global-mask-2": (dict(global_attention_mask=2), "global_attention_mask may only hold 0, 1, found [2]"),
+    "ids-beyond-int32": (dict(input_ids=2**31 + 5), "input_ids holds values in [0, 2147483653] but must lie in"),
+    "ids-negative": (dict(input_ids=-7), "input_ids holds values in [-7, "),
+    "float-ids": (dict(input_ids="float"), "input_ids must hold integers, got a floating-point tensor"),
+    "float-token-types": (dict(token_type_ids="float"), "token_type_ids must hold integers"),
+    "empty-batch": (dict(batch=0), "The batch is empty (0 rows)"),
+}
+
+
+def bad_batch(case: str) -> dict[str, np.ndarray]:
+    change, _ = BAD_INPUTS[case]
+    batch = longformer_inputs(length=13)
+    batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
+    for name, value in change.items():
+        if name == "batch":
+            batch = {k: v[:0] for k, v in batch.items()}
+        elif value == "float":
+            batch[name] = batch[name].astype(np.float32)
+        else:
+            batch[name] = batch[name].astype(np.float64 if isinstance(value, float) else np.int64)
+            batch[name][0, 5] = value
+    return batch
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_are_refused_with_one_message(backend, case):
+    message = error_of(backend, **bad_batch(case))
+    assert BAD_INPUTS[case][1] in message, message
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="needs two backends (cross env)")
+def test_every_backend_says_the_same(case):
+    messages = {b: error_of(b, **bad_batch(case)) for b in BACKENDS}
+    assert len(set(messages.values())) == 1, messages
+
+
+@pytest.mark.parametrize("head", ["LongformerForSequenceClassification", "LongformerForQuestionAnswering",
+                                  "LongformerForMultipleChoice"])
+def test_heads_check_before_their_automatic_global_tokens(backend, head):
+    """The heads that build global masks themselves (first token, question, choices) must not cast or read ids
+    before the shared checks have seen them."""
+    batch = longformer_inputs(length=13)
+    batch["input_ids"][:, [4, 5, 9]] = 2  # three separators per row, as QA and multiple choice need
+    batch["input_ids"] = batch["input_ids"].astype(np.float64)
+    del batch["global_attention_mask"]
+    if head == "LongformerForMultipleChoice":
+        batch = {k: v[None] for k, v in batch.items()}
+    assert "input_ids must hold integers" in error_of(backend, head, **batch)
+
+
+def test_attention_mask_2_is_global(backend):
+    """Hugging Face reads attention_mask 2 as global attention: the same as global_attention_mask 1 there, and
+    both together stay global (not a value of 4)."""
+    batch = longformer_inputs(length=13)
+    two = dict(batch, attention_mask=np.where(batch["global_attention_mask"] == 1, 2, batch["attention_mask"]))
+    del two["global_attention_mask"]
+    both = dict(batch, attention_mask=two["attention_mask"])
+    want = run(backend, **batch)
+    for inputs in (two, both):
+        got = run(backend, **inputs)
+        np.testing.assert_allclose(got["last_hidden_state"], want["last_hidden_state"], atol=1e-6)
+        for g, w in zip(got["global_attentions"], want["global_attentions"], strict=True):
+            np.testing.assert_allclose(g, w, atol=1e-6)
+
+
+def test_boolean_and_float_masks_are_read_as_their_values(backend):
+    batch = longformer_inputs(length=13)
+    want = run(backend, **batch)
+    as_types = dict(batch, attention_mask=batch["attention_mask"].astype(bool),
+                    global_attention_mask=batch["global_attention_mask"].astype(np.float32))
+    np.testing.assert_allclose(run(backend, **as_types)["last_hidden_state"], want["last_hidden_state"], atol=1e-6)
