@@ -6,12 +6,14 @@
     longformer from-roberta SRC DST [--max-positions 4096] [--attention-window 512]   RoBERTa -> Longformer
 
 CHECKPOINT, SRC: a folder, a weights file or a Hub id; `parity` defaults to the small checkpoint bundled in the
-package. Exit status: 0 success, 1 outputs differ beyond the tolerance (or problems found), 2 an error.
+package. Exit status: 0 success, 1 outputs differ beyond the tolerance or are not finite (or problems found),
+2 an error (bad input, unreadable file, ...: one line on stderr; --debug or LONGFORMER_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -49,11 +51,70 @@ def make_batch(config: LongformerConfig, seq_len: int, seed: int = 0) -> dict[st
 
 
 def _max_difference(a: Any, b: Any) -> float:
+    """Largest absolute difference of two outputs (tuples: over their members); NaN when either side holds a
+    NaN or an infinity, so that a comparison `d <= tolerance` fails."""
     if isinstance(a, tuple):
-        return max((_max_difference(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+        diffs = [_max_difference(x, y) for x, y in zip(a, b, strict=True)]
+        return float("nan") if any(np.isnan(d) for d in diffs) else max(diffs, default=0.0)
     if a.shape != b.shape:
         return float("inf")
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+    if not a.size:
+        return 0.0
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    return float(np.max(np.abs(a - b)))
+
+
+def _non_finite(outputs: dict[str, Any], fields: list[str]) -> list[str]:
+    """The fields of one implementation's outputs that hold a NaN or an infinity."""
+    def bad(value):
+        if isinstance(value, tuple):
+            return any(bad(v) for v in value)
+        return not np.isfinite(np.asarray(value, dtype=np.float64)).all()
+
+    return [f for f in fields if bad(outputs[f])]
+
+
+def _verdict(results: dict[str, dict[str, Any]], fields: list[str], worst: float, tolerance: float,
+             option: str) -> bool:
+    """Print PASS or FAIL. A NaN or infinity in any output is a FAIL, named by implementation and field."""
+    broken = {name: _non_finite(out, fields) for name, out in results.items()}
+    broken = {name: bad for name, bad in broken.items() if bad}
+    if broken:
+        where = "; ".join(f"{name}: {', '.join(bad)}" for name, bad in broken.items())
+        print(f"FAIL: outputs are not finite (NaN or inf) in {where}")
+        return False
+    ok = worst <= tolerance
+    print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst:.2e} ({option} {tolerance:g})")
+    return ok
+
+
+def _worst(diffs: list[float]) -> float:
+    return float("nan") if any(np.isnan(d) for d in diffs) else max(diffs, default=0.0)
+
+
+def check_seq_len(config: LongformerConfig, seq_len: int, option: str = "--seq-len") -> None:
+    """A test batch length the model can take: at least 1, at most the position table's capacity."""
+    most = max_tokens(config)
+    if not 1 <= seq_len <= most:
+        raise ValueError(f"{option} {seq_len} does not fit this model: it takes 1 to {most} tokens "
+                         f"(max_position_embeddings {config.max_position_embeddings}, pad_token_id "
+                         f"{config.pad_token_id}).")
+
+
+def max_tokens(config: LongformerConfig) -> int:
+    """The longest input the position table holds (positions start at pad_token_id + 1)."""
+    return config.max_position_embeddings - config.pad_token_id - 1
+
+
+def _check_fits(config: LongformerConfig, weights: str, shards: list[str] | None) -> None:
+    """Raise `CheckpointError` (naming the file and tensor) when the weights do not fit the config."""
+    from converters.convert import plan
+    from converters.formats import open_checkpoint
+
+    with open_checkpoint(weights, shards) as source:
+        plan(source, config, weights)
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -65,11 +126,18 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
     path = args.checkpoint or BUNDLED
     config = LongformerConfig.from_pretrained(path)
+    if args.seq_len is None:
+        args.seq_len = min(100, max_tokens(config))
+    check_seq_len(config, args.seq_len)
     weights, shards = resolve_checkpoint(path)
     backends = args.backends.split(",") if args.backends else available_backends()
     if not backends:
         print("No backend is installed: pip install 'longformer[torch]' (or [flax], [tf]).", file=sys.stderr)
         return 2
+    for name in backends:
+        if name not in BACKENDS:
+            load_backend(name)  # raises the error that lists the backends
+    _check_fits(config, weights, shards)
     inputs = make_batch(config, args.seq_len)
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
@@ -95,11 +163,11 @@ def cmd_parity(args: argparse.Namespace) -> int:
     names = list(results)
     fields = [f for f in FIELDS if all(results[n].get(f) is not None for n in names)]
     header = ["pair"] + fields
-    rows, worst = [], 0.0
+    rows, all_diffs = [], []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             diffs = [_max_difference(results[a][f], results[b][f]) for f in fields]
-            worst = max([worst, *diffs])
+            all_diffs += diffs
             rows.append([f"{a} vs {b}"] + [f"{d:.2e}" for d in diffs])
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
@@ -110,9 +178,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if len(names) < 2:
         print("\nOnly one implementation ran: nothing to compare.")
         return 1
-    ok = worst <= args.tolerance
-    print(f"\n{'PASS' if ok else 'FAIL'}: largest difference {worst:.2e} (tolerance {args.tolerance:g})")
-    return 0 if ok else 1
+    print()
+    return 0 if _verdict(results, fields, _worst(all_diffs), args.tolerance, "tolerance") else 1
 
 
 # ---------------------------------------------------------------------------------------------- convert
@@ -174,6 +241,7 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
 
     from .hub import resolve_checkpoint
 
+    seq_len = min(seq_len, max_tokens(config))
     inputs = make_batch(config, seq_len)
     if head == "LongformerForMultipleChoice":
         inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
@@ -191,14 +259,12 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
     fields = [f for f in before if f in after and before[f] is not None and after[f] is not None and f != "loss"]
     print(f"\nverify: {head}, batch 2 x {seq_len} tokens with global tokens and padding; source in {a}, result in "
           f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}")
-    worst = 0.0
+    diffs = []
     width = max(len(f) for f in fields)
     for field in fields:
-        d = _max_difference(before[field], after[field])
-        worst = max(worst, d)
-        print(f"  {field.ljust(width)}  {d:.2e}")
-    ok = worst <= max_error
-    print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst:.2e} (--max-error {max_error:g})")
+        diffs.append(_max_difference(before[field], after[field]))
+        print(f"  {field.ljust(width)}  {diffs[-1]:.2e}")
+    ok = _verdict({f"source ({a})": before, f"result ({b})": after}, fields, _worst(diffs), max_error, "--max-error")
     return 0 if ok else 1
 
 
@@ -206,10 +272,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from converters.convert import convert
     from converters.formats import weights_format
 
-    from .hub import resolve_weights
+    from .hub import checkpoint_config, resolve_weights
 
     hub = {k: v for k, v in _hub_options(args).items() if v is not None}
     source_format = weights_format(resolve_weights(args.src, **hub))[0]
+    if args.seq_len is not None and not args.no_verify:
+        check_seq_len(checkpoint_config(args.src, None, **hub)[0], args.seq_len)
     t = time.perf_counter()
     result = convert(args.src, args.dst, args.to, dtype=args.dtype, max_shard_size=args.max_shard_size,
                      force=args.force, **hub)
@@ -222,7 +290,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return 0
     return verify_conversion(args.src, result.folder, head=result.head, config=result.config,
                              source_format=source_format, target_format=args.to, dtype=args.dtype,
-                             seq_len=args.seq_len, max_error=args.max_error, hub=hub)
+                             seq_len=args.seq_len or 64, max_error=args.max_error, hub=hub)
 
 
 def cmd_from_roberta(args: argparse.Namespace) -> int:
@@ -297,7 +365,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longformer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error (or set LONGFORMER_DEBUG=1)")
 
     def hub_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--revision", help="Hub branch, tag or commit (Hub ids only)")
@@ -313,26 +385,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     from converters.formats import FORMATS
 
-    p = sub.add_parser("convert", help="convert a checkpoint to another format, then verify the outputs match")
+    p = sub.add_parser("convert", parents=[debug],
+                       help="convert a checkpoint to another format, then verify the outputs match")
     p.add_argument("src", help="folder, weights file or Hub id")
     p.add_argument("dst", help="output folder (created; must not exist unless --force)")
     output_options(p, FORMATS)
     p.add_argument("--max-error", type=float, default=5e-5, help="largest allowed output difference (default 5e-5)")
     p.add_argument("--no-verify", action="store_true", help="skip loading both and comparing outputs")
-    p.add_argument("--seq-len", type=int, default=64, help="tokens per row in the check (default 64)")
+    p.add_argument("--seq-len", type=int, help="tokens per row in the check (default 64, or the most the model "
+                   "takes when that is fewer)")
     hub_options(p)
     p.set_defaults(func=cmd_convert)
-    p = sub.add_parser("parity", help="run one batch in every installed backend and compare all outputs")
+    p = sub.add_parser("parity", parents=[debug],
+                       help="run one batch in every installed backend and compare all outputs")
     p.add_argument("checkpoint", nargs="?", help="folder, file or Hub id (default: the bundled tiny checkpoint)")
     p.add_argument("--backends", help=f"comma-separated, from {sorted(BACKENDS)} (default: every installed one)")
-    p.add_argument("--seq-len", type=int, default=100, help="tokens per row (default 100)")
+    p.add_argument("--seq-len", type=int, help="tokens per row (default 100, or the most the model takes when that "
+                   "is fewer)")
     p.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed difference (default 1e-5)")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference (large models)")
     p.set_defaults(func=cmd_parity)
-    p = sub.add_parser("inspect", help="format, config summary, parameter count, dtypes, shards and problems")
+    p = sub.add_parser("inspect", parents=[debug],
+                       help="format, config summary, parameter count, dtypes, shards and problems")
     p.add_argument("checkpoint", help="folder, file or Hub id")
     p.set_defaults(func=cmd_inspect)
-    p = sub.add_parser("from-roberta", help="a Longformer checkpoint from a Hugging Face RoBERTa one (paper recipe)")
+    p = sub.add_parser("from-roberta", parents=[debug],
+                       help="a Longformer checkpoint from a Hugging Face RoBERTa one (paper recipe)")
     p.add_argument("src", help="RoBERTa folder, weights file or Hub id (config.json beside it)")
     p.add_argument("dst", help="output folder")
     p.add_argument("--max-positions", type=int, default=4096, help="longest input in tokens (default 4096)")
@@ -344,13 +422,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXPECTED_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, ValueError, ImportError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("LONGFORMER_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted (nothing half-written is left behind)", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line for the user; the traceback with --debug
+        if debug:
+            raise
+        print(f"error: {error_message(e)}", file=sys.stderr)
         return 2
+
+
+def error_message(error: Exception) -> str:
+    """One line saying what is wrong: our own messages as they are, OS errors with the file they concern, and
+    anything unexpected as an internal error to report."""
+    if isinstance(error, OSError) and not isinstance(error, (FileNotFoundError, FileExistsError)) and \
+            error.strerror:
+        text = f"{error.strerror}{': ' + str(error.filename) if error.filename else ''}"
+        if error.errno == errno.ENOSPC:
+            text += " (free some space, or write elsewhere; nothing half-written was left behind)"
+    elif isinstance(error, EXPECTED_ERRORS):
+        text = str(error) or type(error).__name__
+    else:
+        text = (f"internal error ({type(error).__name__}: {error}); please report it with the output of the same "
+                "command run with --debug")
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

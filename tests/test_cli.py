@@ -89,10 +89,17 @@ def test_convert_verifies_and_refuses_to_overwrite(tmp_path):
     again = longformer("convert", bundled_checkpoint(), str(dst), "--to", "flax")
     assert again.returncode == 2 and "already exists; pass --force" in again.stderr
     assert (dst / "tf_model.h5.index.json").exists()
-    forced = longformer("convert", str(dst), str(dst), "--to", "flax", "--force", "--dtype", "bf16")
+    onto_itself = longformer("convert", str(dst), str(dst), "--to", "flax", "--force")
+    assert onto_itself.returncode == 2 and "is the source folder" in onto_itself.stderr
+    assert (dst / "tf_model.h5.index.json").exists()  # the source is untouched
+    shutil.copytree(dst, tmp_path / "copy")
+    forced = longformer("convert", str(tmp_path / "copy"), str(dst), "--to", "flax", "--force", "--dtype", "bf16")
     assert forced.returncode == 0, forced.stderr
     assert "rounded to bf16" in forced.stdout and "PASS" in forced.stdout
-    assert sorted(p.name for p in dst.iterdir() if p.name.endswith(".msgpack")) == ["flax_model.msgpack"]
+    assert sorted(p.name for p in dst.iterdir() if p.name.endswith((".msgpack", ".h5", ".json"))) == [
+        "config.json", "flax_model.msgpack", "tokenizer.json", "tokenizer_config.json",
+        "vocab.json"]  # the h5 shards it would shadow are gone
+    assert "tf_model-00001-of-" in forced.stderr  # ... and listed
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
     inspect = longformer("inspect", str(dst))
