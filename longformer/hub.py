@@ -36,30 +36,135 @@ def _looks_like_repo_id(name: str) -> bool:
     return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and "\\" not in name
 
 
+class HubUnreachableError(ConnectionError):
+    """The Hugging Face Hub could not be reached, and the local cache does not have what was asked for."""
+
+
 def resolve_file(name_or_path: str | os.PathLike, filename: str, **hub_kwargs: Any) -> str:
-    """Return a local path to `filename` inside a folder or a Hub repository; raise `FileNotFoundError`."""
+    """Return a local path to `filename` inside a folder or a Hub repository; raise `FileNotFoundError` (or
+    `HubUnreachableError` when the Hub cannot be reached and the cache does not hold it)."""
+    return resolve_first(name_or_path, (filename,), **hub_kwargs)
+
+
+def resolve_first(name_or_path: str | os.PathLike, filenames: tuple[str, ...], **hub_kwargs: Any) -> str:
+    """The first of `filenames` (in order of preference) that a folder or Hub repository has, as a local path.
+
+    Hub ids are offline-first: a file set the cache holds (for that revision) is used with no network at all;
+    otherwise one request (no retries, `HF_HUB_ETAG_TIMEOUT` seconds, 10 by default) lists the repository's
+    files, and only the file chosen is downloaded. With no network this fails within that timeout, saying what
+    was looked for in the cache and how to work offline."""
     path = os.fspath(name_or_path)
     kwargs = _hub_kwargs(hub_kwargs)
     if os.path.isdir(path):
-        candidate = os.path.join(path, filename)
-        if not os.path.isfile(candidate):
-            raise FileNotFoundError(f"{path} has no {filename}.")
-        return candidate
+        for filename in filenames:
+            if os.path.isfile(os.path.join(path, filename)):
+                return os.path.join(path, filename)
+        raise FileNotFoundError(f"{path} has no {' or '.join(filenames)}.")
     if not _looks_like_repo_id(path):
         raise FileNotFoundError(f"{path} is neither a folder nor a Hugging Face Hub id (org/name).")
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    try:
-        return hf_hub_download(path, filename, **kwargs)
-    except LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError in some versions: test it first)
+    revision, cache_dir = kwargs.get("revision"), kwargs.get("cache_dir")
+    if not kwargs.get("force_download"):
+        cached = _from_cache(path, filenames, revision, cache_dir)
+        if cached is not None:
+            return cached
+    if kwargs.get("local_files_only") or _offline():
         raise FileNotFoundError(
-            f"{filename} of {path} is not in the local Hugging Face cache and the Hub cannot be reached "
-            "(offline, or local_files_only=True). Download it once with network access.") from e
-    except EntryNotFoundError as e:
-        raise FileNotFoundError(f"The Hub repository {path} has no {filename}.") from e
-    except RepositoryNotFoundError as e:
-        raise FileNotFoundError(f"No Hub repository {path} (or it is private: pass token=).") from e
+            f"{' or '.join(filenames)} of {path} is not in the local Hugging Face cache ({_cache_folder(cache_dir)})"
+            " and the Hub is not asked (HF_HUB_OFFLINE=1 or local_files_only=True). Download it once with network "
+            "access, or pass a local folder.")
+    try:
+        present = repo_files(path, revision, kwargs.get("token"), cache_dir)
+    except HubUnreachableError as e:
+        if _has_snapshot(path, revision, cache_dir):  # a cached repo without this (optional?) file: not found
+            raise FileNotFoundError(f"{' or '.join(filenames)} of {path} is not in the local Hugging Face cache, "
+                                    f"which holds other files of it, and {e}") from e
+        raise
+    for filename in filenames:
+        if filename in present:
+            return hf_hub_download(path, filename, **kwargs)
+    raise FileNotFoundError(f"The Hub repository {path} has no {' or '.join(filenames)}.")
+
+
+def _from_cache(repo: str, filenames: tuple[str, ...], revision: str | None, cache_dir) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _has_snapshot(repo: str, revision: str | None, cache_dir) -> bool:
+    """Whether the cache holds files of `repo` at `revision` (huggingface_hub's layout: refs/<revision> names the
+    commit whose files are in snapshots/<commit>)."""
+    folder = os.path.join(_cache_folder(cache_dir), "models--" + repo.replace("/", "--"))
+    commit = revision or "main"
+    ref = os.path.join(folder, "refs", commit)
+    if os.path.isfile(ref):
+        with open(ref, encoding="utf-8") as f:
+            commit = f.read().strip()
+    return os.path.isdir(os.path.join(folder, "snapshots", commit))
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "")).upper() in (
+        "1", "ON", "YES", "TRUE")
+
+
+def _cache_folder(cache_dir) -> str:
+    from huggingface_hub import constants
+
+    return os.fspath(cache_dir or constants.HF_HUB_CACHE)
+
+
+_LISTINGS: dict[tuple[str, str, str], frozenset[str] | HubUnreachableError] = {}
+
+
+def repo_files(repo: str, revision: str | None, token: str | bool | None, cache_dir=None) -> frozenset[str]:
+    """The file names of a Hub repository at `revision`: one request per process and repository, no retries."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers
+
+    key = (repo, revision or "main", constants.ENDPOINT)
+    if isinstance(_LISTINGS.get(key), HubUnreachableError):  # asked once already: do not wait again
+        raise HubUnreachableError(*_LISTINGS[key].args)
+    if key in _LISTINGS:
+        return _LISTINGS[key]
+    url = (f"{constants.ENDPOINT.rstrip('/')}/api/models/{repo}/revision/"
+           f"{urllib.parse.quote(revision or 'main', safe='')}")
+    request = urllib.request.Request(url, headers=build_hf_headers(token=token))
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            info = json.load(response)
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403, 404):
+            raise FileNotFoundError(f"No Hub repository {repo}{f' at revision {revision}' if revision else ''} "
+                                    "(or it is private: pass token=, or log in with `hf auth login`).") from e
+        _LISTINGS[key] = HubUnreachableError(_unreachable(repo, f"HTTP {e.code}", cache_dir))
+        raise _LISTINGS[key] from e
+    except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, DNS failures, bad JSON
+        _LISTINGS[key] = HubUnreachableError(_unreachable(repo, getattr(e, "reason", e), cache_dir))
+        raise _LISTINGS[key] from e
+    _LISTINGS[key] = frozenset(s["rfilename"] for s in info.get("siblings", []) if "rfilename" in s)
+    return _LISTINGS[key]
+
+
+def _unreachable(repo: str, reason: object, cache_dir) -> str:
+    from huggingface_hub import constants
+
+    return (f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}: {reason}) to find {repo}"
+            f"{'' if '/' in repo else f' (no local folder {repo} exists either)'}, and the local cache "
+            f"({_cache_folder(cache_dir)}) does not have it. To work offline, download it once with network access "
+            "(then set HF_HUB_OFFLINE=1 to skip the Hub), or pass a local folder.")
 
 
 def resolve_weights(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> str:
@@ -70,14 +175,13 @@ def resolve_weights(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> str:
     path = os.fspath(name_or_path)
     if os.path.isfile(path):
         return path
-    errors = []
-    for filename in WEIGHTS_FILES:
-        try:
-            return resolve_file(path, filename, **hub_kwargs)
-        except FileNotFoundError as e:
-            errors.append(str(e))
-    raise FileNotFoundError(f"No Longformer weights found at {path}: looked for {', '.join(WEIGHTS_FILES)}. "
-                            f"({errors[-1]})")
+    try:
+        return resolve_first(path, WEIGHTS_FILES, **hub_kwargs)
+    except HubUnreachableError:
+        raise
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"No Longformer weights found at {path}: looked for {', '.join(WEIGHTS_FILES)}. "
+                                f"({e})") from e
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> tuple[str, list[str] | None]:

@@ -115,7 +115,7 @@ class LongformerTokenizer:
             merges = resolve_file(path, MERGES_FILE, **hub_kwargs)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path} has no tokenizer: expected {TOKENIZER_FILE}, or {VOCAB_FILE} and "
-                                    f"{MERGES_FILE}.") from e
+                                    f"{MERGES_FILE} ({e})") from e
         return cls.from_vocab_and_merges(vocab, merges, add_prefix_space=bool(settings.get("add_prefix_space", False)),
                                          trim_offsets=bool(settings.get("trim_offsets", True)),
                                          model_max_length=max_len)
