@@ -12,13 +12,13 @@ import json
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from longformer._warn import warn
 from longformer.config import LongformerConfig
 from longformer.hub import checkpoint_config, resolve_checkpoint, resolve_file
 
@@ -109,7 +109,7 @@ def plan(source: Source, config: LongformerConfig, where: str) -> tuple[str, dic
     report = match_names(canonical_shapes(config, head), {k: source.entries[v].shape for k, v in names.items()},
                          model_has_prefix=bool(prefix), source=where)
     if report.unexpected_keys:
-        warnings.warn(f"{where}: tensors no {head} uses, copied unchanged: {report.unexpected_keys}", stacklevel=3)
+        warn(f"{where}: tensors no {head} uses, copied unchanged: {report.unexpected_keys}")
     return head, names, report.unexpected_keys
 
 
@@ -196,9 +196,8 @@ class _DestinationLock:
         staging = os.path.join(parent, f".{name}.{owner}.partial")
         shutil.rmtree(staging, ignore_errors=True)
         os.remove(self.path)
-        warnings.warn(f"Removed the leftovers of an interrupted conversion to {self.dst} (process {owner}): "
-                      f"{staging}. Check {self.dst}: that conversion may have replaced only some of its files.",
-                      stacklevel=4)
+        warn(f"Removed the leftovers of an interrupted conversion to {self.dst} (process {owner}): {staging}. "
+             f"Check {self.dst}: that conversion may have replaced only some of its files.")
 
     def __exit__(self, *exc) -> None:
         os.remove(self.path)
@@ -258,8 +257,8 @@ def _install(tmp: str, dst: str, force: bool) -> None:
     for name in stale:
         os.remove(os.path.join(dst, name))
     if stale:
-        warnings.warn(f"Removed weight files of the previous checkpoint in {dst} that would shadow or contradict "
-                      f"the new one: {stale}", stacklevel=4)
+        warn(f"Removed weight files of the previous checkpoint in {dst} that would shadow or contradict "
+                      f"the new one: {stale}")
 
 
 def _source_folders(src: str, weights: str) -> list[str]:

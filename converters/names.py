@@ -82,14 +82,12 @@ class LoadReport:
 
     def warn(self, model_name: str, source: str) -> None:
         """Name the tensors that were newly initialised or left unused (a warning each, as Hugging Face logs)."""
-        import warnings
+        from longformer._warn import warn
 
         if self.missing_keys:
-            warnings.warn(f"{model_name}: not in {source}, newly initialised (train before use): "
-                          f"{self.missing_keys}", stacklevel=4)
+            warn(f"{model_name}: not in {source}, newly initialised (train before use): {self.missing_keys}")
         if self.unexpected_keys:
-            warnings.warn(f"{model_name}: tensors of {source} this model does not use: {self.unexpected_keys}",
-                          stacklevel=4)
+            warn(f"{model_name}: tensors of {source} this model does not use: {self.unexpected_keys}")
 
 
 def legacy_rename(key: str) -> str:

@@ -13,6 +13,7 @@ package. Exit status: 0 success, 1 outputs differ beyond the tolerance or are no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -22,11 +23,41 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .backends import BACKENDS, available_backends, load_backend
 from .config import LongformerConfig
 
 BUNDLED = os.path.join(os.path.dirname(__file__), "data", "tiny")
 FIELDS = ("last_hidden_state", "pooler_output", "logits", "hidden_states", "attentions", "global_attentions")
+
+
+class Steps:
+    """Long work, named on stderr before it starts and timed when it ends ("verify: loading the result in tf ...
+    3.2 s"); nothing with --quiet. Progress bars (tqdm) only where stderr is a terminal: CI logs stay clean."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    @property
+    def bars(self) -> bool:
+        return not self.quiet and sys.stderr.isatty()
+
+    @contextlib.contextmanager
+    def __call__(self, what: str, bar: bool = False):
+        """`what ... 1.2 s` on one line; a step showing a bar (`bar=True`, on a terminal) gets its own lines."""
+        own_line = bar and self.bars
+        if not self.quiet:
+            print(f"{what} ...", end="\n" if own_line else "", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            if not self.quiet:
+                print(f"{what}: failed" if own_line else " failed", file=sys.stderr, flush=True)
+            raise
+        if not self.quiet:
+            took = f"{time.perf_counter() - start:.1f} s"
+            print(f"{what}: {took}" if own_line else f" {took}", file=sys.stderr, flush=True)
 
 
 def bundled_checkpoint() -> str:
@@ -125,11 +156,12 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from .reference import ReferenceModel
 
     path = args.checkpoint or BUNDLED
-    config = LongformerConfig.from_pretrained(path)
+    hub = {k: v for k, v in _hub_options(args).items() if v is not None}
+    config = LongformerConfig.from_pretrained(path, **hub)
     if args.seq_len is None:
         args.seq_len = min(100, max_tokens(config))
     check_seq_len(config, args.seq_len)
-    weights, shards = resolve_checkpoint(path)
+    weights, shards = resolve_checkpoint(path, **hub)
     backends = args.backends.split(",") if args.backends else available_backends()
     if not backends:
         print("No backend is installed: pip install 'longformer[torch]' (or [flax], [tf]).", file=sys.stderr)
@@ -145,17 +177,21 @@ def cmd_parity(args: argparse.Namespace) -> int:
     # The MLM head is compared too when the checkpoint has one; every other head runs its base model.
     masked_lm = guess_head(_headers(weights, shards)[1] if state is None else state) == "LongformerForMaskedLM"
     head = "LongformerForMaskedLM" if masked_lm else "LongformerModel"
+    steps = Steps(args.quiet)
     if state is not None:
-        t = time.perf_counter()
-        results["numpy-reference"] = ReferenceModel(config, state)(**inputs)
-        timings["numpy-reference"] = time.perf_counter() - t
+        with steps("parity: the NumPy reference"):
+            t = time.perf_counter()
+            results["numpy-reference"] = ReferenceModel(config, state)(**inputs)
+            timings["numpy-reference"] = time.perf_counter() - t
     for name in backends:
-        module = load_backend(name)
-        model = getattr(module, head).from_pretrained(path)
-        module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)  # warm-up
-        t = time.perf_counter()
-        results[name] = module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)
-        timings[name] = time.perf_counter() - t
+        with steps(f"parity: loading {name}"):
+            module = load_backend(name)
+            model = getattr(module, head).from_pretrained(path, **hub)
+        with steps(f"parity: running {name}"):
+            module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)  # warm-up
+            t = time.perf_counter()
+            results[name] = module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)
+            timings[name] = time.perf_counter() - t
 
     print(f"checkpoint: {path}\nmodel: {head}, {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"windows {list(config.attention_windows)}\nbatch: 2 x {args.seq_len} tokens (one row padded), "
@@ -230,7 +266,7 @@ def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inp
 
 def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig, source_format: str,
                       target_format: str, dtype: str | None, seq_len: int, max_error: float,
-                      hub: dict[str, Any] | None = None) -> int:
+                      hub: dict[str, Any] | None = None, steps: Steps | None = None) -> int:
     """Run one batch through the source (in its framework) and the result (in its framework); print the largest
     difference per output field. With --dtype fp16/bf16 the source's weights are rounded the same way first, so
     the check measures the conversion, not the rounding. 0 if every field is within `max_error`, else 1."""
@@ -241,24 +277,28 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
 
     from .hub import resolve_checkpoint
 
+    steps = steps or Steps(quiet=True)
     seq_len = min(seq_len, max_tokens(config))
     inputs = make_batch(config, seq_len)
     if head == "LongformerForMultipleChoice":
         inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
     a, b = _pick_backend(source_format), _pick_backend(target_format)
+    print(f"\nverify: {head}, batch 2 x {seq_len} tokens with global tokens and padding; source in {a}, result in "
+          f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}", flush=True)
     state = None
     if dtype not in (None, "fp32") or a == "numpy-reference":
-        weights, shards = resolve_checkpoint(src, **(hub or {}))
-        state = read_checkpoint(weights, shard_paths=shards)
-        if dtype not in (None, "fp32"):
-            state = {k: cast(v, dtype).astype(v.dtype) for k, v in state.items()}
+        with steps(f"verify: reading the source{' and rounding it to ' + dtype if dtype not in (None, 'fp32') else ''}"):
+            weights, shards = resolve_checkpoint(src, **(hub or {}))
+            state = read_checkpoint(weights, shard_paths=shards)
+            if dtype not in (None, "fp32"):
+                state = {k: cast(v, dtype).astype(v.dtype) for k, v in state.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unused-pooler and similar loading notes are not the point here
-        before = _run_model(a, head, src, config, inputs, state, hub)
-        after = _run_model(b, head, dst, config, inputs)
+        with steps(f"verify: the source in {a}"):
+            before = _run_model(a, head, src, config, inputs, state, hub)
+        with steps(f"verify: the result in {b}"):
+            after = _run_model(b, head, dst, config, inputs)
     fields = [f for f in before if f in after and before[f] is not None and after[f] is not None and f != "loss"]
-    print(f"\nverify: {head}, batch 2 x {seq_len} tokens with global tokens and padding; source in {a}, result in "
-          f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}")
     diffs = []
     width = max(len(f) for f in fields)
     for field in fields:
@@ -278,30 +318,38 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source_format = weights_format(resolve_weights(args.src, **hub))[0]
     if args.seq_len is not None and not args.no_verify:
         check_seq_len(checkpoint_config(args.src, None, **hub)[0], args.seq_len)
+    steps = Steps(args.quiet)
     t = time.perf_counter()
-    result = convert(args.src, args.dst, args.to, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                     force=args.force, **hub)
+    with steps(f"converting {args.src} to {args.to}", bar=True):
+        result = convert(args.src, args.dst, args.to, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                         force=args.force, progress=steps.bars, **hub)
     print(f"converted {args.src} ({source_format}) -> {result.folder} ({args.to}{', ' + args.dtype if args.dtype else ''})"
           f": {result.head}, {result.tensors} tensors, {result.nbytes / 2**20:.1f} MiB in {len(result.files)} "
-          f"file{'s' if len(result.files) > 1 else ''}, {time.perf_counter() - t:.1f} s")
+          f"file{'s' if len(result.files) > 1 else ''}, {time.perf_counter() - t:.1f} s", flush=True)
     if result.carried:
         print(f"copied unchanged (no Longformer class uses them): {result.carried}")
     if args.no_verify:
         return 0
     return verify_conversion(args.src, result.folder, head=result.head, config=result.config,
                              source_format=source_format, target_format=args.to, dtype=args.dtype,
-                             seq_len=args.seq_len or 64, max_error=args.max_error, hub=hub)
+                             seq_len=args.seq_len or 64, max_error=args.max_error, hub=hub, steps=steps)
 
 
 def cmd_from_roberta(args: argparse.Namespace) -> int:
     from converters.convert import from_roberta
 
-    windows = [int(w) for w in args.attention_window.split(",")]
+    try:
+        windows = [int(w) for w in args.attention_window.split(",")]
+    except ValueError:
+        raise ValueError(f"--attention-window {args.attention_window!r}: give even integers, one (512) or one per "
+                         "layer (256,512,...).") from None
+    steps = Steps(args.quiet)
     t = time.perf_counter()
-    result = from_roberta(args.src, args.dst, max_positions=args.max_positions,
-                          attention_window=windows[0] if len(windows) == 1 else windows, to=args.to,
-                          dtype=args.dtype, max_shard_size=args.max_shard_size, force=args.force,
-                          **_hub_options(args))
+    with steps(f"converting RoBERTa {args.src} to a Longformer", bar=True):
+        result = from_roberta(args.src, args.dst, max_positions=args.max_positions,
+                              attention_window=windows[0] if len(windows) == 1 else windows, to=args.to,
+                              dtype=args.dtype, max_shard_size=args.max_shard_size, force=args.force,
+                              progress=steps.bars, **_hub_options(args))
     print(f"converted RoBERTa {args.src} -> Longformer {result.folder} ({args.to}): {result.head}, "
           f"{result.config.max_position_embeddings - result.config.pad_token_id - 1} positions, windows "
           f"{sorted(set(result.config.attention_windows))}, {result.tensors} tensors, {result.nbytes / 2**20:.1f} MiB, "
@@ -326,7 +374,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from .hub import resolve_checkpoint
 
-    weights, shards = resolve_checkpoint(args.checkpoint)
+    hub = {k: v for k, v in _hub_options(args).items() if v is not None}
+    weights, shards = resolve_checkpoint(args.checkpoint, **hub)
     folder = os.path.dirname(weights)
     fmt, tensors, files = _headers(weights, shards)
     head = guess_head(tensors)
@@ -340,7 +389,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("dtypes: " + ", ".join(f"{d} x{n}" for d, n in Counter(d for _, d in tensors.values()).items()))
     problems = []
     try:
-        config = LongformerConfig.from_pretrained(folder)
+        config = LongformerConfig.from_pretrained(folder if os.path.isfile(args.checkpoint) else args.checkpoint,
+                                                  **hub)
     except (FileNotFoundError, ValueError) as e:
         print(f"config: unavailable ({e})")
         return 1
@@ -362,14 +412,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+def _versions() -> str:
+    """Python and the installed frameworks, without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = [f"Python {sys.version.split()[0]}"]
+    for package in ("torch", "jax", "flax", "tensorflow", "tensorflow-cpu", "keras"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longformer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--version", action="version", version=f"longformer {__version__} ({_versions()})")
     sub = parser.add_subparsers(dest="command", required=True)
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error (or set LONGFORMER_DEBUG=1)")
+    debug.add_argument("--quiet", action="store_true", help="no progress on stderr (steps, bars)")
 
     def hub_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--revision", help="Hub branch, tag or commit (Hub ids only)")
@@ -404,10 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "is fewer)")
     p.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed difference (default 1e-5)")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference (large models)")
+    hub_options(p)
     p.set_defaults(func=cmd_parity)
     p = sub.add_parser("inspect", parents=[debug],
                        help="format, config summary, parameter count, dtypes, shards and problems")
     p.add_argument("checkpoint", help="folder, file or Hub id")
+    hub_options(p)
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("from-roberta", parents=[debug],
                        help="a Longformer checkpoint from a Hugging Face RoBERTa one (paper recipe)")

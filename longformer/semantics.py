@@ -37,6 +37,15 @@ def num_global_slots(max_global: int, seq_len: int) -> int:
     return min(seq_len, 1 << (max_global - 1).bit_length())
 
 
+def traced_global_slots(num_global_slots: int | None, seq_len: int, has_global_mask: bool) -> int:
+    """The slot count where the data is unknown (jax.jit, tf.function / XLA, torch.compile): `num_global_slots`
+    if given (fast: pass it), else one slot per position when a global_attention_mask is given (correct for any
+    mask, but the global part costs N x N), else none (an attention_mask value of 2 then needs num_global_slots)."""
+    if num_global_slots is not None:
+        return num_global_slots
+    return seq_len if has_global_mask else 0
+
+
 QUERY_BLOCK = 64  # query rows per band step: the band costs (64 + W) / (W + 1) of the ideal, 1.12x at W = 512
 FEED_FORWARD_ROWS = 1024  # positions per feed-forward step (row-wise, so chunking changes no result)
 

@@ -75,6 +75,7 @@ def bad_batch(case: str) -> dict[str, np.ndarray]:
 def test_bad_inputs_are_refused_with_one_message(backend, case):
     message = error_of(backend, **bad_batch(case))
     assert BAD_INPUTS[case][1] in message, message
+    assert "Exception encountered" not in message and "\x1b" not in message  # not wrapped by Keras
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -119,3 +120,14 @@ def test_boolean_and_float_masks_are_read_as_their_values(backend):
     as_types = dict(batch, attention_mask=batch["attention_mask"].astype(bool),
                     global_attention_mask=batch["global_attention_mask"].astype(np.float32))
     np.testing.assert_allclose(run(backend, **as_types)["last_hidden_state"], want["last_hidden_state"], atol=1e-6)
+
+
+def test_load_warnings_point_at_the_callers_line(backend):
+    """"Newly initialised" / "does not use" name this file and line, not the library's."""
+    from longformer.cli import bundled_checkpoint
+
+    cls = load_backend(backend).LongformerForSequenceClassification
+    with pytest.warns(UserWarning) as record:
+        cls.from_pretrained(bundled_checkpoint())
+    assert {w.filename for w in record} == {__file__}, [(w.filename, str(w.message)[:60]) for w in record]
+    assert any("newly initialised" in str(w.message) for w in record)

@@ -352,3 +352,35 @@ def test_mirrored_strategy_gives_the_single_device_gradients(tmp_path):
     assert result["replicas"] == 2
     assert result["max_grad_diff"] <= 1e-6, result
     assert result["fit_moved"] > 1e-4 and result["fit_diff"] <= 1e-6, result
+
+
+# ---------------------------------------------------------------------------------------------- quiet by default
+QUIET_IMPORT = "import longformer.tf, numpy as np; print('ready')"
+
+
+def test_import_prints_nothing_from_tensorflow_unless_asked():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-c", QUIET_IMPORT], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.stdout == "ready\n" and quiet.stderr == "", quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", QUIET_IMPORT], capture_output=True, text=True, timeout=300,
+                          env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert loud.stdout == "ready\n" and loud.stderr != ""  # the user asked for TF's own logs
+
+
+def test_eager_calls_of_new_shapes_do_not_warn_about_retracing(caplog):
+    """Layers of different windows, calls with and without global tokens and attentions, many lengths: each
+    static setting is traced once (and lengths generalised), so TF has no "excessive retracing" to report."""
+    model = ltf.LongformerModel(LongformerConfig(**tiny_kwargs(attention_window=[4, 8], max_position_embeddings=200)))
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for i, n in enumerate([5, 9, 13, 17, 21, 33, 41, 57, 70, 90, 100, 120]):
+            glob = np.zeros((1, n), np.int32)
+            glob[0, :i % 4] = 1
+            model(np.full((1, n), 7, np.int32), global_attention_mask=glob, output_attentions=bool(i % 2))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_export_is_quiet(tmp_path, capsys):
+    model = ltf.LongformerForSequenceClassification(LongformerConfig(**tiny_kwargs()))
+    model(np.full((1, 8), 7, np.int32))
+    model.export(str(tmp_path / "saved"))
+    assert "TensorSpec" not in capsys.readouterr().out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from functools import partial
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from .. import semantics
+from .._warn import warn
 from ..config import LongformerConfig
 from ..outputs import (
     LongformerBaseModelOutputWithPooling,
@@ -371,7 +371,7 @@ def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global
 
     # The number of global slots is a shape: read it here, on the host.
     if _is_traced(merged):
-        x = G = num_global_slots if num_global_slots is not None else (N if global_attention_mask is not None else 0)
+        x = G = semantics.traced_global_slots(num_global_slots, N, global_attention_mask is not None)
     else:
         x = int((merged == 2).sum(axis=1).max())
         G = semantics.num_global_slots(x, N)
@@ -661,8 +661,8 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
         input_ids, attention_mask = _as_array(input_ids), _as_array(attention_mask)
         if global_attention_mask is None:
             if input_ids is None:
-                warnings.warn("No global_attention_mask and no input_ids to find the question: running without "
-                              "global attention.", stacklevel=2)
+                warn("No global_attention_mask and no input_ids to find the question: running without "
+                     "global attention.")
             else:
                 # Global attention on <s> and the question (everything before the first </s>).
                 global_attention_mask = _sep_based_global(input_ids, attention_mask, self.config.sep_token_id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .. import semantics
+from .._warn import warn
 from ..config import LongformerConfig
 from ..outputs import (
     LongformerBaseModelOutputWithPooling,
@@ -327,7 +327,7 @@ class LongformerModel(LongformerPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
+                return_dict=None, num_global_slots=None):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -371,7 +371,7 @@ class LongformerModel(LongformerPreTrainedModel):
         position_ids = _position_ids(config, input_ids, position_ids, B, N, device)
 
         h = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask = self._attention_masks(merged)
+        mask = self._attention_masks(merged, num_global_slots, global_attention_mask is not None)
         h, all_hidden, all_attn, all_global = self.encoder(h, mask, output_attentions, output_hidden_states)
 
         # Cut back to the input length (global attentions keep the padded length, as Hugging Face's do).
@@ -391,13 +391,24 @@ class LongformerModel(LongformerPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
     @staticmethod
-    def _attention_masks(merged: torch.Tensor) -> dict[str, Any]:
-        """Everything the layers need about which token is padding, local or global (computed once)."""
+    def _attention_masks(merged: torch.Tensor, num_global_slots: int | None = None,
+                         has_global_mask: bool = True) -> dict[str, Any]:
+        """Everything the layers need about which token is padding, local or global (computed once).
+
+        The number of global slots is a shape. Eagerly it is read from the data here, outside the layers (or
+        checked against `num_global_slots` when given); under torch.compile it must not depend on the data
+        (`semantics.traced_global_slots`)."""
         padding = merged == 0
         is_global = merged == 2
-        # The number of global slots is a shape: read it once here, outside the layers.
-        x = int(is_global.sum(dim=1).max()) if is_global.numel() else 0
-        G = semantics.num_global_slots(x, merged.shape[1])
+        if torch.compiler.is_compiling():
+            x = G = semantics.traced_global_slots(num_global_slots, merged.shape[1], has_global_mask)
+        else:
+            x = int(is_global.sum(dim=1).max()) if is_global.numel() else 0
+            G = semantics.num_global_slots(x, merged.shape[1])
+            if num_global_slots is not None:
+                if num_global_slots < x:
+                    raise ValueError(f"num_global_slots={num_global_slots} but a row has {x} global tokens.")
+                G = num_global_slots
         slot_position = slot_valid = None
         if G:
             slot_position, slot_valid = global_slots(is_global, G)
@@ -444,10 +455,11 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+                output_hidden_states=None, return_dict=None, num_global_slots=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True)
+                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
+                                  num_global_slots=num_global_slots)
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None if labels is None else _loss_from_logits(logits, _as_tensor(labels).to(logits.device),
                                                               self.config.vocab_size)
@@ -504,14 +516,15 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+                output_hidden_states=None, return_dict=None, num_global_slots=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         input_ids, inputs_embeds = _as_tensor(input_ids), _as_tensor(inputs_embeds)
         attention_mask = _as_tensor(attention_mask)
         if global_attention_mask is None and (input_ids is not None or inputs_embeds is not None):
             global_attention_mask = _first_token_global(input_ids, inputs_embeds, attention_mask)
         outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True)
+                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
+                                  num_global_slots=num_global_slots)
         logits = self.classifier(outputs.last_hidden_state)
         loss = None if labels is None else self._loss(logits, _as_tensor(labels).to(logits.device))
         out = LongformerSequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -547,7 +560,7 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+                output_hidden_states=None, return_dict=None, num_global_slots=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
             _as_tensor(t) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids))
@@ -567,7 +580,8 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
             # Global attention on every token after the first </s></s> pair of each choice.
             flat_global = _sep_based_global(flat_ids, flat_mask, self.config.sep_token_id, before_sep=False)
         outputs = self.longformer(flat_ids, flat_mask, flat_global, flat(token_type_ids), flat(position_ids),
-                                  flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True)
+                                  flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True,
+                                  num_global_slots=num_global_slots)
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
         loss = None if labels is None else F.cross_entropy(logits.float(), _as_tensor(labels).to(logits.device))
         out = LongformerMultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -587,10 +601,11 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+                output_hidden_states=None, return_dict=None, num_global_slots=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True)
+                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
+                                  num_global_slots=num_global_slots)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None if labels is None else _loss_from_logits(logits, _as_tensor(labels).to(logits.device),
                                                               self.num_labels)
@@ -612,19 +627,20 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, start_positions=None, end_positions=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
+                output_attentions=None, output_hidden_states=None, return_dict=None, num_global_slots=None):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         input_ids, attention_mask = _as_tensor(input_ids), _as_tensor(attention_mask)
         if global_attention_mask is None:
             if input_ids is None:
-                warnings.warn("No global_attention_mask and no input_ids to find the question: running without "
-                              "global attention.", stacklevel=2)
+                warn("No global_attention_mask and no input_ids to find the question: running without "
+                     "global attention.")
             else:
                 # Global attention on <s> and the question (everything before the first </s>).
                 global_attention_mask = _sep_based_global(input_ids, attention_mask, self.config.sep_token_id,
                                                           before_sep=True)
         outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True)
+                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
+                                  num_global_slots=num_global_slots)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None

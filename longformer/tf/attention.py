@@ -20,6 +20,9 @@ where there is one, and nothing branches on values, so the functions run eagerly
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import tensorflow as tf
 
 # Query rows per band block (as longformer.pt).
@@ -61,12 +64,29 @@ def global_slots(is_global: tf.Tensor, num_slots) -> tuple[tf.Tensor, tf.Tensor]
 
 # A graph even when the model runs eagerly: TF then plans the band's buffers and runs its independent ops in
 # parallel (0.133 s -> 0.110 s per layer at n = 4096, W = 512); shapes are generalised, not retraced per length.
-# Inside an outer tf.function / XLA it is inlined.
-@tf.function(autograph=False, reduce_retracing=True)
+# One tf.function per static setting (window, block, global slots or not, dropout, probabilities), so a model
+# whose layers differ, or calls with and without global tokens, trace each once instead of retracing one function
+# (which TF reports as "excessive retracing"). Inside an outer tf.function / XLA each is inlined.
+_BAND_GRAPHS: dict[tuple, Any] = {}
+
+
 def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tensor, w: int, block: int, *,
                    global_k: tf.Tensor | None = None, global_v: tf.Tensor | None = None,
                    slot_valid: tf.Tensor | None = None, dropout: float = 0.0, training: bool = False,
                    return_probs: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """`_band_attention` as a graph, one per static setting (see above)."""
+    static = dict(w=w, block=block, dropout=dropout, training=bool(training), return_probs=return_probs)
+    key = (*static.values(), global_k is None)
+    if key not in _BAND_GRAPHS:
+        _BAND_GRAPHS[key] = tf.function(functools.partial(_band_attention, **static), autograph=False,
+                                        reduce_retracing=True)
+    return _BAND_GRAPHS[key](q, k, v, key_valid, global_k=global_k, global_v=global_v, slot_valid=slot_valid)
+
+
+def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tensor, w: int, block: int, *,
+                    global_k: tf.Tensor | None = None, global_v: tf.Tensor | None = None,
+                    slot_valid: tf.Tensor | None = None, dropout: float = 0.0, training: bool = False,
+                    return_probs: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Each query attends to the keys within `w` positions that are valid, plus the global slots.
 
     Args:

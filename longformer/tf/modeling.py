@@ -16,13 +16,13 @@ from __future__ import annotations
 import functools
 import math
 import os
-import warnings
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from .. import semantics
+from .._warn import warn
 from ..config import LongformerConfig
 from ..outputs import (
     LongformerBaseModelOutputWithPooling,
@@ -366,7 +366,7 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
         """The output fields a SavedModel's serving signature returns."""
         return ("logits",)
 
-    def export(self, filepath, format="tf_saved_model", verbose=True, input_signature=None, **kwargs):
+    def export(self, filepath, format="tf_saved_model", verbose=False, input_signature=None, **kwargs):
         """SavedModel with a serving signature: int32 `input_ids`, `attention_mask`, `global_attention_mask` of
         any batch and length (multiple choice: any number of choices too); returns the head's output fields."""
         if input_signature is None:
@@ -489,7 +489,7 @@ def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global
     position_ids = _position_ids(config, input_ids, position_ids, B, N)
 
     if _is_symbolic(merged):  # inside a graph the data is unknown: a given slot count, or one slot per position
-        x = G = num_global_slots if num_global_slots is not None else (N if global_attention_mask is not None else 0)
+        x = G = semantics.traced_global_slots(num_global_slots, N, global_attention_mask is not None)
     else:
         x = int(tf.reduce_max(tf.reduce_sum(tf.cast(merged == 2, tf.int32), axis=1)))
         G = semantics.num_global_slots(x, int(N))
@@ -855,8 +855,8 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
         input_ids, mask = _as_tensor(input_ids), _as_tensor(kw["attention_mask"])
         if kw["global_attention_mask"] is None:
             if input_ids is None:
-                warnings.warn("No global_attention_mask and no input_ids to find the question: running without "
-                              "global attention.", stacklevel=2)
+                warn("No global_attention_mask and no input_ids to find the question: running without "
+                     "global attention.")
             else:
                 # Global attention on <s> and the question (everything before the first </s>).
                 kw["global_attention_mask"] = _sep_based_global(input_ids, mask, self.config.sep_token_id,

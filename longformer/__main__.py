@@ -1,0 +1,7 @@
+"""`python -m longformer ...`: the `longformer` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
