@@ -30,7 +30,17 @@ from .tokenizer import LongformerTokenizer
 
 __version__ = "0.1.0"
 
+
+def bundled_checkpoint() -> str:
+    """The folder of the tiny random Longformer shipped in the package (a masked LM: 2 layers, hidden 32, windows 8
+    and 16, a 427-token byte-level BPE tokenizer): every example in the docs runs on it, offline."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "data", "tiny")
+
+
 __all__ = [
+    "bundled_checkpoint",
     "AutoConfig",
     "AutoModel",
     "AutoModelForMaskedLM",

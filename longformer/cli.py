@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, bundled_checkpoint
 from .backends import BACKENDS, available_backends, load_backend
 from .config import LongformerConfig
 
-BUNDLED = os.path.join(os.path.dirname(__file__), "data", "tiny")
+BUNDLED = bundled_checkpoint()
 FIELDS = ("last_hidden_state", "pooler_output", "logits", "hidden_states", "attentions", "global_attentions")
 
 
@@ -58,11 +58,6 @@ class Steps:
         if not self.quiet:
             took = f"{time.perf_counter() - start:.1f} s"
             print(f"{what}: {took}" if own_line else f" {took}", file=sys.stderr, flush=True)
-
-
-def bundled_checkpoint() -> str:
-    """Path of the tiny random checkpoint shipped in the package (no download needed)."""
-    return BUNDLED
 
 
 # ---------------------------------------------------------------------------------------------- parity
