@@ -31,8 +31,8 @@ def is_available(module: str) -> bool:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow without its C++ start-up lines ("oneDNN custom operations are on", CPU features), which it
-    writes before its logging reads TF_CPP_MIN_LOG_LEVEL. Unless the user asked for TF's logs (the variable set to
+    """Import TensorFlow without its C++ start-up lines ("oneDNN custom operations are on", CPU features, no CUDA
+    driver), which it writes before its logging reads TF_CPP_MIN_LOG_LEVEL. Unless the user asked for TF's logs (the variable set to
     0), the level becomes 2 (if unset) and what the import writes to stderr is held back, and shown only if the
     import fails."""
     level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,7 +41,9 @@ def _import_tensorflow_quietly() -> None:
         return
     with _stderr_held() as held:
         try:
-            importlib.import_module("tensorflow")
+            tf = importlib.import_module("tensorflow")
+            # Its devices too: a CUDA build reports a missing driver ("failed call to cuInit") when it first looks.
+            tf.config.list_physical_devices()
         except BaseException:
             held.replay = True
             raise
