@@ -157,14 +157,13 @@ def cmd_parity(args: argparse.Namespace) -> int:
         args.seq_len = min(100, max_tokens(config))
     check_seq_len(config, args.seq_len)
     weights, shards = resolve_checkpoint(path, **hub)
+    _check_fits(config, weights, shards)
     backends = args.backends.split(",") if args.backends else available_backends()
     if not backends:
-        print("No backend is installed: pip install 'longformer[torch]' (or [flax], [tf]).", file=sys.stderr)
-        return 2
+        raise ImportError("No backend is installed: pip install 'longformer[torch]' (or [flax], [tf]).")
     for name in backends:
         if name not in BACKENDS:
             load_backend(name)  # raises the error that lists the backends
-    _check_fits(config, weights, shards)
     inputs = make_batch(config, args.seq_len)
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
