@@ -77,10 +77,13 @@ def resolve_first(name_or_path: str | os.PathLike, filenames: tuple[str, ...], *
     try:
         present = repo_files(path, revision, kwargs.get("token"), cache_dir)
     except HubUnreachableError as e:
+        message = (f"Could not reach the Hugging Face Hub ({e}) to find {path}"
+                   f"{'' if '/' in path else f' (no local folder {path} exists either)'}, and the local cache "
+                   f"({_cache_folder(cache_dir)}) has no {' or '.join(filenames)} of it. To work offline, download "
+                   "it once with network access (then set HF_HUB_OFFLINE=1 to skip the Hub), or pass a local folder.")
         if _has_snapshot(path, revision, cache_dir):  # a cached repo without this (optional?) file: not found
-            raise FileNotFoundError(f"{' or '.join(filenames)} of {path} is not in the local Hugging Face cache, "
-                                    f"which holds other files of it, and {e}") from e
-        raise
+            raise FileNotFoundError(message) from e
+        raise HubUnreachableError(message) from e
     for filename in filenames:
         if filename in present:
             return hf_hub_download(path, filename, **kwargs)
@@ -149,22 +152,19 @@ def repo_files(repo: str, revision: str | None, token: str | bool | None, cache_
         if e.code in (401, 403, 404):
             raise FileNotFoundError(f"No Hub repository {repo}{f' at revision {revision}' if revision else ''} "
                                     "(or it is private: pass token=, or log in with `hf auth login`).") from e
-        _LISTINGS[key] = HubUnreachableError(_unreachable(repo, f"HTTP {e.code}", cache_dir))
+        _LISTINGS[key] = HubUnreachableError(_unreachable(f"HTTP {e.code}"))
         raise _LISTINGS[key] from e
     except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, DNS failures, bad JSON
-        _LISTINGS[key] = HubUnreachableError(_unreachable(repo, getattr(e, "reason", e), cache_dir))
+        _LISTINGS[key] = HubUnreachableError(_unreachable(getattr(e, "reason", e)))
         raise _LISTINGS[key] from e
     _LISTINGS[key] = frozenset(s["rfilename"] for s in info.get("siblings", []) if "rfilename" in s)
     return _LISTINGS[key]
 
 
-def _unreachable(repo: str, reason: object, cache_dir) -> str:
+def _unreachable(reason: object) -> str:
     from huggingface_hub import constants
 
-    return (f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}: {reason}) to find {repo}"
-            f"{'' if '/' in repo else f' (no local folder {repo} exists either)'}, and the local cache "
-            f"({_cache_folder(cache_dir)}) does not have it. To work offline, download it once with network access "
-            "(then set HF_HUB_OFFLINE=1 to skip the Hub), or pass a local folder.")
+    return f"{constants.ENDPOINT}: {reason}"
 
 
 def resolve_weights(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> str:

@@ -130,6 +130,7 @@ def test_no_network_fails_fast_and_says_how_to_work_offline(tmp_path, silent_end
         message = result.stderr.strip()
         assert message.startswith("error: Could not reach the Hugging Face Hub") and "Traceback" not in message
         assert str(tmp_path / "hub-cache") in message and "HF_HUB_OFFLINE=1" in message and "local folder" in message
+        assert " has no config.json of it" in message or " has no model.safetensors or " in message  # looked for
         assert "Retrying" not in result.stderr
     start = time.monotonic()
     tok = subprocess.run([sys.executable, "-c", TOKENIZER, REPO], capture_output=True, text=True, timeout=120, env=env)
