@@ -3,7 +3,7 @@
 The same algorithm as `longformer/pt/attention.py`, function for function (docs/attention.md):
 
 - Local rows use a *blocked band*: queries are taken `block` rows at a time and each block is multiplied with the
-  `block + 2w` keys it can see, cut out by an additive bias (0 or the dtype minimum); nothing of size N x N exists.
+  `block + 2w` keys it can see (rounded up to whole blocks), cut out by an additive bias (0 or the dtype minimum); nothing of size N x N exists.
   Where PyTorch loops over (batch, head) with strided views, XLA gets one batched contraction over every block of
   every head, with the key windows built by slicing the keys into `block`-row chunks (`_key_windows`).
 - Global tokens sit in `G` static slots (`global_slots`). Local rows see them as `G` extra key columns (with the
@@ -62,7 +62,7 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
     Args:
         q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per block (a divisor of 2w, see `band_block`).
+        w: one-sided window; block: query rows per block (see `band_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
         dropout, dropout_key: dropout rate on the probabilities and its PRNG key (None: no dropout).
@@ -74,17 +74,18 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
     G = 0 if global_k is None else global_k.shape[2]
     n_blocks = -(-N // block)
     tail = n_blocks * block - N
-    width = block + 2 * w  # keys a block of queries can see
+    span = -(-2 * w // block) * block  # the band's 2w keys beyond a block's own, rounded up to whole blocks
+    width = block + span  # keys a block of queries can see (the columns past 2w are masked)
     acc = softmax_dtype(q.dtype)
     offset = jnp.arange(width)[None, :] - jnp.arange(block)[:, None]
-    in_band = (offset >= 0) & (offset <= 2 * w)                                       # b b+2w
-    valid_win = _key_windows(jnp.pad(key_valid, ((0, 0), (w, w + tail))), block, width)  # B nblk b+2w
-    bias = _additive_bias(in_band[None, None] & valid_win[:, :, None, :], acc)         # B nblk b b+2w
+    in_band = (offset >= 0) & (offset <= 2 * w)                                       # b width
+    valid_win = _key_windows(jnp.pad(key_valid, ((0, 0), (w, span - w + tail))), block, width)  # B nblk width
+    bias = _additive_bias(in_band[None, None] & valid_win[:, :, None, :], acc)         # B nblk b width
 
     # One (batch, head) row at a time, as longformer.pt does: a row's scores (a few MB) stay in cache, where one
     # contraction over every head would stream ~100 MB of scores through memory (0.12 s vs 0.31 s per layer at
-    # n = 4096, W = 512). Keys/values padded by w on both sides (plus the query tail): query i sees padded keys
-    # i .. i + 2w.
+    # n = 4096, W = 512). Keys/values padded by w before and the rest of the span after (plus the query tail):
+    # query i sees padded keys i .. i + 2w.
     def rows(x, before, after):  # (B, N, nh, hd) -> (B * nh, before + N + after, hd)
         return _pad_rows(x.transpose(0, 2, 1, 3).reshape(B * nh, N, hd), before, after)
 
@@ -94,7 +95,7 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
         row, q_r, k_r, v_r, key = args
         scores = jnp.einsum("jqd,jkd->jqk", q_r.reshape(n_blocks, block, hd), _key_windows(k_r[None], block,
                                                                                            width)[0],
-                            preferred_element_type=acc) + bias[row // nh]              # nblk b b+2w
+                            preferred_element_type=acc) + bias[row // nh]              # nblk b width
         p, lse = _softmax_and_lse(scores)                                             # in at least float32
         p = _dropout(p.astype(q.dtype), dropout, key)
         out = jnp.einsum("jqk,jkd->jqd", p, _key_windows(v_r[None], block, width)[0])
@@ -102,7 +103,8 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
                 _relative_columns(p, w).reshape(n_blocks * block, 2 * w + 1) if return_probs else None)
 
     out, band_lse, band_probs = jax.lax.map(
-        one_row, (jnp.arange(B * nh), rows(q, 0, tail), rows(k, w, w + tail), rows(v, w, w + tail), keys))
+        one_row, (jnp.arange(B * nh), rows(q, 0, tail), rows(k, w, span - w + tail), rows(v, w, span - w + tail),
+                  keys))
     context = out.reshape(B, nh, n_blocks * block, hd)[:, :, :N].transpose(0, 2, 1, 3)   # B N nh hd
     if return_probs:
         band_probs = band_probs.reshape(B, nh, n_blocks * block, 2 * w + 1)[:, :, :N]
@@ -134,9 +136,10 @@ def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
 
 
 def band_block(w: int, preferred: int) -> int:
-    """Query rows per band block: the largest divisor of 2w that is at most `preferred` (so that a block's key
-    window is a whole number of key chunks)."""
-    return max(d for d in range(1, min(preferred, 2 * w) + 1) if (2 * w) % d == 0)
+    """Query rows per band block: `preferred`, or 2w for a smaller window. `band_attention` rounds the band's 2w keys
+    up to whole blocks (masking the extra columns), so any window runs at the speed of its neighbours: the largest
+    divisor of 2w, used before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
+    return min(preferred, 2 * w)
 
 
 def _pad_rows(x: jax.Array, before: int, after: int) -> jax.Array:

@@ -107,7 +107,7 @@ class LongformerSelfAttention(nnx.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
-        self.query_block = QUERY_BLOCK  # query rows per band block (rounded down to a divisor of the window)
+        self.query_block = QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
         self.dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.query = _linear(H, H, config, rngs, COLUMN)
         self.key = _linear(H, H, config, rngs, COLUMN)

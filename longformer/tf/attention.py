@@ -4,7 +4,7 @@ The same algorithm as `longformer/pt/attention.py` and `longformer/flax/attentio
 (docs/attention.md):
 
 - Local rows use a *blocked band*: queries are taken `block` rows at a time and each block is multiplied with the
-  `block + 2w` keys it can see, cut out by an additive bias (0 or the dtype minimum); nothing of size N x N exists.
+  `block + 2w` keys it can see (rounded up to whole blocks), cut out by an additive bias (0 or the dtype minimum); nothing of size N x N exists.
   Each (batch, head) row is one batch entry of a single batched matmul (TensorFlow's batched matmul runs small
   matrices well, unlike XLA's CPU emitter, so no per-row loop is needed).
 - Global tokens sit in `G` slots (`global_slots`). Local rows see them as `G` extra key columns (with the *local*
@@ -76,7 +76,7 @@ def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tenso
                    return_probs: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
     """`_band_attention` as a graph, one per static setting (see above)."""
     static = dict(w=w, block=block, dropout=dropout, training=bool(training), return_probs=return_probs)
-    key = (*static.values(), global_k is None)
+    key = (*static.values(), global_k is None, q.shape[2], q.shape[3])  # heads and head size stay static too
     if key not in _BAND_GRAPHS:
         _BAND_GRAPHS[key] = tf.function(functools.partial(_band_attention, **static), autograph=False,
                                         reduce_retracing=True)
@@ -92,7 +92,7 @@ def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tens
     Args:
         q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per block (a divisor of 2w, see `band_block`).
+        w: one-sided window; block: query rows per block (see `band_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
     Returns:
@@ -103,22 +103,23 @@ def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tens
     has_global = global_k is not None
     n_blocks = -(-N // block)
     tail = n_blocks * block - N
-    width = block + 2 * w  # keys a block of queries can see
+    span = -(-2 * w // block) * block  # the band's 2w keys beyond a block's own, rounded up to whole blocks
+    width = block + span  # keys a block of queries can see (the columns past 2w are masked)
     acc = softmax_dtype(q.dtype)
     offset = tf.range(width)[None, :] - tf.range(block)[:, None]
-    in_band = (offset >= 0) & (offset <= 2 * w)                                       # b b+2w
-    valid_win = _key_windows(tf.pad(key_valid, [[0, 0], [w, w + tail]])[:, :, None], block, width)[..., 0]
-    bias = _additive_bias(in_band[None, None] & valid_win[:, :, None, :], acc)          # B nblk b b+2w
+    in_band = (offset >= 0) & (offset <= 2 * w)                                       # b width
+    valid_win = _key_windows(tf.pad(key_valid, [[0, 0], [w, span - w + tail]])[:, :, None], block, width)[..., 0]
+    bias = _additive_bias(in_band[None, None] & valid_win[:, :, None, :], acc)          # B nblk b width
 
-    # (batch, head) rows: (B * nh, rows, hd); keys/values padded by w on both sides (plus the query tail), so
-    # query i sees padded keys i .. i + 2w.
+    # (batch, head) rows: (B * nh, rows, hd); keys/values padded by w before and the rest of the span after (plus
+    # the query tail), so query i sees padded keys i .. i + 2w.
     def rows(x, before, after):
         return _pad_rows(tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, N, hd]), before, after)
 
     q_blk = tf.reshape(rows(q, 0, tail), [-1, n_blocks, block, hd])
-    k_win = _key_windows(rows(k, w, w + tail), block, width)                          # B*nh nblk b+2w hd
-    v_win = _key_windows(rows(v, w, w + tail), block, width)
-    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), acc)                  # B*nh nblk b b+2w
+    k_win = _key_windows(rows(k, w, span - w + tail), block, width)                   # B*nh nblk width hd
+    v_win = _key_windows(rows(v, w, span - w + tail), block, width)
+    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), acc)                  # B*nh nblk b width
     scores = tf.reshape(scores, [B, nh, n_blocks, block, width]) + bias[:, None]
     p, band_lse = _softmax_and_lse(scores)                                            # in at least float32
     p = tf.cast(p, q.dtype)
@@ -151,9 +152,10 @@ def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tens
 
 
 def band_block(w: int, preferred: int) -> int:
-    """Query rows per band block: the largest divisor of 2w that is at most `preferred` (so that a block's key
-    window is a whole number of key chunks)."""
-    return max(d for d in range(1, min(preferred, 2 * w) + 1) if (2 * w) % d == 0)
+    """Query rows per band block: `preferred`, or 2w for a smaller window. `band_attention` rounds the band's 2w keys
+    up to whole blocks (masking the extra columns), so any window runs at the speed of its neighbours: the largest
+    divisor of 2w, used before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
+    return min(preferred, 2 * w)
 
 
 def _pad_rows(x: tf.Tensor, before, after) -> tf.Tensor:

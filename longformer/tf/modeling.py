@@ -108,7 +108,7 @@ class LongformerSelfAttention(keras.layers.Layer):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout_rate = config.attention_probs_dropout_prob
-        self.query_block = QUERY_BLOCK  # query rows per band block (rounded down to a divisor of the window)
+        self.query_block = QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
         self.query = _dense(H, config, "query")
         self.key = _dense(H, config, "key")
         self.value = _dense(H, config, "value")

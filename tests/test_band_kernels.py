@@ -1,0 +1,97 @@
+"""The band attention kernel of every installed backend against a dense NumPy oracle, at real geometries: windows
+from 4 to 600 (512, 514 and 500 included, whose blocks used to differ), lengths up to 3W + 5, global slots 0..9."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from longformer.backends import available_backends
+
+BACKENDS = available_backends()
+pytestmark = pytest.mark.skipif(not BACKENDS, reason="no backend installed (core env)")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def run_kernel(backend: str, q, k, v, key_valid, w, gk, gv, slot_valid):
+    """(context, band probabilities) of the backend's `band_attention` with its own block size, as NumPy."""
+    import importlib
+
+    attention = importlib.import_module(f"longformer.{backend}.attention")
+    blocks = {"pt": 64, "flax": 128, "tf": 128}
+    block = attention.band_block(w, blocks[backend]) if hasattr(attention, "band_block") else blocks[backend]
+    if backend == "pt":
+        import torch
+
+        from longformer.semantics import rows_per_step
+
+        t = [None if x is None else torch.as_tensor(x) for x in (q, k, v, key_valid, gk, gv, slot_valid)]
+        with torch.no_grad():
+            out, probs = attention.band_attention(t[0], t[1], t[2], t[3], w, rows_per_step(q.shape[1], block),
+                                                  global_k=t[4], global_v=t[5], slot_valid=t[6], return_probs=True)
+        return out.numpy(), probs.numpy()
+    out, probs = attention.band_attention(q, k, v, key_valid, w, block, global_k=gk, global_v=gv,
+                                          slot_valid=slot_valid, return_probs=True)
+    return np.asarray(out), np.asarray(probs)
+
+
+def dense(q, k, v, key_valid, w, gk, gv, slot_valid):
+    """Softmax over every key within w positions that is valid, and every real global slot, written densely.
+    Returns the context and which (batch, row) see at least one key (the model overwrites the others)."""
+    B, N, nh, hd = q.shape
+    i = np.arange(N)
+    allowed = (np.abs(i[:, None] - i[None, :]) <= w)[None] & key_valid[:, None, :]       # B N N
+    scores = np.where(allowed[:, None], np.einsum("bihd,bjhd->bhij", q, k), -np.inf)
+    parts = [scores]
+    sees = allowed.any(-1)
+    if gk is not None:
+        parts.insert(0, np.where(slot_valid[:, None, None, :], np.einsum("bihd,bhgd->bhig", q, gk), -np.inf))
+        sees = sees | slot_valid.any(-1)[:, None]
+    scores = np.concatenate(parts, axis=-1)
+    top = np.max(np.where(np.isfinite(scores), scores, -1e300), axis=-1, keepdims=True)
+    e = np.where(np.isfinite(scores), np.exp(scores - top), 0.0)
+    p = e / np.maximum(e.sum(-1, keepdims=True), 1e-300)
+    G = 0 if gk is None else gk.shape[2]
+    context = np.einsum("bhij,bjhd->bihd", p[..., G:], v)
+    if G:
+        context += np.einsum("bhig,bhgd->bihd", p[..., :G], gv)
+    return context, sees
+
+
+@st.composite
+def problems(draw):
+    window = draw(st.sampled_from([4, 6, 16, 130, 320, 500, 512, 514, 600]))
+    w = window // 2
+    n = draw(st.integers(1, 3 * window + 5))
+    B, nh, hd = draw(st.integers(1, 2)), draw(st.sampled_from([1, 2])), 4
+    G = draw(st.integers(0, 9))
+    r = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    q, k, v = (r.standard_normal((B, n, nh, hd)).astype(np.float32) for _ in range(3))
+    key_valid = r.random((B, n)) < draw(st.sampled_from([1.0, 0.9, 0.3]))
+    gk = gv = slot_valid = None
+    if G:
+        gk, gv = (r.standard_normal((B, nh, G, hd)).astype(np.float32) for _ in range(2))
+        slot_valid = r.random((B, G)) < 0.7
+    return q, k, v, key_valid, w, gk, gv, slot_valid
+
+
+@settings(max_examples=12, deadline=None)
+@given(problem=problems())
+def test_band_kernel_matches_the_dense_rules(backend, problem):
+    q, k, v, key_valid, w, gk, gv, slot_valid = problem
+    out, probs = run_kernel(backend, q, k, v, key_valid, w, gk, gv, slot_valid)
+    want, sees = dense(*(x.astype(np.float64) if isinstance(x, np.ndarray) and x.dtype == np.float32 else x
+                         for x in problem[:4]), w, *(None if x is None else x.astype(np.float64) if x.dtype ==
+                                                     np.float32 else x for x in (gk, gv, slot_valid)))
+    rows = sees[:, :, None, None]                                # B N 1 1: rows with a key (others are overwritten)
+    np.testing.assert_allclose(np.where(rows, out, 0), np.where(rows, want, 0), atol=2e-5)
+    G = 0 if gk is None else gk.shape[2]
+    assert probs.shape == (q.shape[0], q.shape[2], q.shape[1], G + 2 * w + 1)
+    row_sums = probs.sum(-1).transpose(0, 2, 1)                 # B N nh
+    np.testing.assert_allclose(row_sums[sees], 1.0, atol=1e-4)
