@@ -8,6 +8,7 @@ replaced only with `force=True`, and is left as it was if the conversion fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -135,6 +136,7 @@ def _write(dst: str, fmt: str, entries: dict[str, tuple[tuple[int, ...], np.dtyp
     os.makedirs(parent, exist_ok=True)
     with _DestinationLock(dst):
         tmp = os.path.join(parent, f".{os.path.basename(dst)}.{os.getpid()}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)  # ours by the lock: a leftover of a killed run with a reused pid
         os.mkdir(tmp)  # mode from the umask, like any folder the user creates
         try:
             with tqdm(total=total_bytes(entries), unit="B", unit_scale=True, desc=f"writing {fmt}",
@@ -200,7 +202,8 @@ class _DestinationLock:
              f"Check {self.dst}: that conversion may have replaced only some of its files.")
 
     def __exit__(self, *exc) -> None:
-        os.remove(self.path)
+        with contextlib.suppress(FileNotFoundError):  # removed by hand meanwhile: nothing to release
+            os.remove(self.path)
 
 
 def _lock_owner(path: str) -> int | None:
