@@ -24,7 +24,7 @@ from longformer.config import LongformerConfig
 from longformer.hub import checkpoint_config, resolve_checkpoint, resolve_file
 
 from .checkpoint import CheckpointError
-from .formats import BFLOAT16, FORMATS, Source, nbytes, open_checkpoint, write_checkpoint
+from .formats import BFLOAT16, FORMATS, Source, is_weight_file, nbytes, open_checkpoint, write_checkpoint
 from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
 
 DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": BFLOAT16}
@@ -224,11 +224,6 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-# Every weight file name a checkpoint folder may hold: the single files, their indexes, and shards.
-_WEIGHT_FILE = re.compile(r"^(model|pytorch_model|tf_model|flax_model)(-\d{5}-of-\d{5})?\.(safetensors|bin|h5|msgpack)$"
-                          r"|^(model\.safetensors|pytorch_model\.bin|tf_model\.h5|flax_model\.msgpack)\.index\.json$")
-
-
 def _install(tmp: str, dst: str, force: bool) -> None:
     """Move the files of `tmp` into `dst`. A new `dst` is one rename (of two racing conversions exactly one
     succeeds). Into an existing `dst`, file by file (each rename is atomic: every file is always whole, old or
@@ -245,7 +240,7 @@ def _install(tmp: str, dst: str, force: bool) -> None:
                 raise FileExistsError(f"{dst} was created by someone else during the conversion; nothing was "
                                       "written to it.") from e
     def rank(name: str) -> int:  # weights, then the index that names them, then the rest, config.json last
-        if _WEIGHT_FILE.match(name):
+        if is_weight_file(name):
             return 1 if name.endswith(".index.json") else 0
         return 3 if name == "config.json" else 2
 
@@ -253,7 +248,7 @@ def _install(tmp: str, dst: str, force: bool) -> None:
     blocked = [n for n in new if os.path.isdir(os.path.join(dst, n)) and not os.path.islink(os.path.join(dst, n))]
     if blocked:
         raise FileExistsError(f"{dst} has folders named like the files the conversion writes: {blocked}.")
-    stale = sorted(n for n in os.listdir(dst) if _WEIGHT_FILE.match(n) and n not in new
+    stale = sorted(n for n in os.listdir(dst) if is_weight_file(n) and n not in new
                    and not os.path.isdir(os.path.join(dst, n)))
     for name in new:
         os.replace(os.path.join(tmp, name), os.path.join(dst, name))

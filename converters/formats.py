@@ -83,6 +83,18 @@ def shard_name(fmt: str, k: int, n: int) -> str:
     return f"{'model' if fmt == 'safetensors' else stem}-{k:05d}-of-{n:05d}{ext}"
 
 
+def is_weight_file(name: str) -> bool:
+    """Whether a file name is one a checkpoint's weights use in some format: the single file, its shard index, or a
+    shard (`shard_name`)."""
+    for fmt, single in WEIGHTS.items():
+        if name in (single, single + ".index.json"):
+            return True
+        shard = re.escape(shard_name(fmt, 0, 0)).replace("00000", r"\d{5}")
+        if re.fullmatch(shard, name):
+            return True
+    return False
+
+
 # ---------------------------------------------------------------------------------------------- reading
 @dataclass(frozen=True)
 class Entry:
