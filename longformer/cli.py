@@ -345,7 +345,7 @@ def cmd_from_roberta(args: argparse.Namespace) -> int:
                               dtype=args.dtype, max_shard_size=args.max_shard_size, force=args.force,
                               progress=steps.bars, **_hub_options(args))
     print(f"converted RoBERTa {args.src} -> Longformer {result.folder} ({args.to}): {result.head}, "
-          f"{result.config.max_position_embeddings - result.config.pad_token_id - 1} positions, windows "
+          f"{max_tokens(result.config)} positions, windows "
           f"{sorted(set(result.config.attention_windows))}, {result.tensors} tensors, {result.nbytes / 2**20:.1f} MiB, "
           f"{time.perf_counter() - t:.1f} s")
     return 0
@@ -390,7 +390,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 1
     print(f"config: {config.num_hidden_layers} layers, hidden {config.hidden_size}, {config.num_attention_heads} "
           f"heads, ffn {config.intermediate_size}, vocab {config.vocab_size}, positions "
-          f"{config.max_position_embeddings} (<= {config.max_position_embeddings - config.pad_token_id - 1} "
+          f"{config.max_position_embeddings} (<= {max_tokens(config)} "
           f"tokens), windows {sorted(set(config.attention_windows))}, labels {config.num_labels}")
     expected = canonical_shapes(config, head)
     tied = ("lm_head.decoder.weight", "lm_head.decoder.bias") if head == "LongformerForMaskedLM" else ()
