@@ -30,8 +30,13 @@ def padding_length(seq_len: int, window: int) -> int:
     return (window - seq_len % window) % window
 
 
-def num_global_slots(max_global: int, seq_len: int) -> int:
-    """Static number of global slots for a batch whose busiest row has `max_global` global tokens."""
+def num_global_slots(max_global: int, seq_len: int, requested: int | None = None) -> int:
+    """Static number of global slots for a batch whose busiest row has `max_global` global tokens: `requested`
+    (the caller's `num_global_slots`) when given, which must hold them all."""
+    if requested is not None:
+        if requested < max_global:
+            raise ValueError(f"num_global_slots={requested} but a row has {max_global} global tokens.")
+        return requested
     if max_global <= 0:
         return 0
     return min(seq_len, 1 << (max_global - 1).bit_length())

@@ -374,11 +374,7 @@ def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global
         x = G = semantics.traced_global_slots(num_global_slots, N, global_attention_mask is not None)
     else:
         x = int((merged == 2).sum(axis=1).max())
-        G = semantics.num_global_slots(x, N)
-        if num_global_slots is not None:
-            if num_global_slots < x:
-                raise ValueError(f"num_global_slots={num_global_slots} but a row has {x} global tokens.")
-            G = num_global_slots
+        G = semantics.num_global_slots(x, N, num_global_slots)
     padded = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "token_type_ids": token_type_ids,
               "position_ids": position_ids, "merged_mask": merged}
     return padded, n_in, x, G

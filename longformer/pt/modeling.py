@@ -404,11 +404,7 @@ class LongformerModel(LongformerPreTrainedModel):
             x = G = semantics.traced_global_slots(num_global_slots, merged.shape[1], has_global_mask)
         else:
             x = int(is_global.sum(dim=1).max()) if is_global.numel() else 0
-            G = semantics.num_global_slots(x, merged.shape[1])
-            if num_global_slots is not None:
-                if num_global_slots < x:
-                    raise ValueError(f"num_global_slots={num_global_slots} but a row has {x} global tokens.")
-                G = num_global_slots
+            G = semantics.num_global_slots(x, merged.shape[1], num_global_slots)
         slot_position = slot_valid = None
         if G:
             slot_position, slot_valid = global_slots(is_global, G)
