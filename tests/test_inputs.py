@@ -131,3 +131,9 @@ def test_load_warnings_point_at_the_callers_line(backend):
         cls.from_pretrained(bundled_checkpoint())
     assert {w.filename for w in record} == {__file__}, [(w.filename, str(w.message)[:60]) for w in record]
     assert any("newly initialised" in str(w.message) for w in record)
+
+
+def test_too_few_global_slots_is_an_error(backend):
+    batch = longformer_inputs(length=13)  # row 0 has two global tokens
+    with pytest.raises(ValueError, match="num_global_slots=1 but a row has 2 global tokens"):
+        load_backend(backend).forward_numpy(model_of(backend), batch, num_global_slots=1)
