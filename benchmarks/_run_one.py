@@ -19,13 +19,13 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", choices=["pt", "hf", "flax", "tf-eager", "tf-xla"], required=True)
+    ap.add_argument("--impl", choices=["pt", "hf", "flax", "tf-eager", "tf-xla", "onnx", "onnx-int8"], required=True)
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--repeat", type=int, default=2, help="timed calls of each case")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", type=int, default=12)
     args = ap.parse_args()
-    build = run_flax if args.impl == "flax" else run_tf if args.impl.startswith("tf") else run_torch
+    build = {"flax": run_flax, "tf": run_tf, "onnx": run_onnx}.get(args.impl.split("-")[0], run_torch)
     run, versions = build(args)
     print(json.dumps({"impl": args.impl, "n": args.n, **measure(run, args.repeat), **versions}))
 
@@ -132,6 +132,37 @@ def run_tf(args):
         (compiled[g]() if args.impl == "tf-xla" else forward(g).last_hidden_state).numpy()
 
     return run, {"tf": tf.__version__}
+
+
+def run_onnx(args):
+    """The `longformer convert --to onnx` graph of longformer.pt's random weights, in onnxruntime (CPU);
+    `onnx-int8` after `--quantize int8`. Built and exported before the memory baseline is taken."""
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    from longformer import LongformerConfig
+    from longformer.onnx import LongformerOnnxModel, export, quantize
+    from longformer.pt import LongformerModel
+
+    torch.manual_seed(0)
+    config = LongformerConfig(**config_kwargs(args))
+    state = {k: v.numpy() for k, v in LongformerModel(config).state_dict().items()}
+    folder = tempfile.mkdtemp()
+    config.save_pretrained(folder)
+    export(config, "LongformerModel", state, folder)
+    del state
+    if args.impl == "onnx-int8":
+        quantize(folder)
+    model = LongformerOnnxModel.from_pretrained(folder, threads=args.threads)
+    ids, one_global = inputs(args.n)
+    cases = {0: {}, 1: {"global_attention_mask": one_global}}
+
+    def run(g):
+        model(ids, **cases[g])
+
+    return run, {"onnxruntime": ort.__version__}
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def global_overhead(runs: list[dict]) -> float:
 
 
 NAMES = {"hf": "Hugging Face", "pt": "longformer.pt", "flax": "longformer.flax", "tf-eager": "longformer.tf eager",
-         "tf-xla": "longformer.tf XLA"}
+         "tf-xla": "longformer.tf XLA", "onnx": "longformer ONNX (onnxruntime)",
+         "onnx-int8": "longformer ONNX int8 (onnxruntime)"}
 
 
 def main() -> None:
@@ -136,7 +137,7 @@ def environment(threads: int) -> str:
     import importlib.metadata as md
 
     versions = []
-    for package in ("torch", "transformers", "jax", "flax", "tensorflow-cpu"):
+    for package in ("torch", "transformers", "jax", "flax", "tensorflow-cpu", "onnxruntime"):
         try:
             versions.append(f"{package} {md.version(package)}")
         except md.PackageNotFoundError:

@@ -23,6 +23,7 @@ TF_WEIGHTS = "tf_model.h5"
 TF_INDEX = "tf_model.h5.index.json"
 FLAX_WEIGHTS = "flax_model.msgpack"
 FLAX_INDEX = "flax_model.msgpack.index.json"
+ONNX_WEIGHTS = "model.onnx"  # written by longformer.onnx (`convert --to onnx`); its initializers are the weights
 
 
 class CheckpointError(ValueError):

@@ -24,7 +24,16 @@ from longformer.config import LongformerConfig
 from longformer.hub import checkpoint_config, resolve_checkpoint, resolve_file
 
 from .checkpoint import CheckpointError
-from .formats import BFLOAT16, FORMATS, Source, is_weight_file, nbytes, open_checkpoint, write_checkpoint
+from .formats import (
+    BFLOAT16,
+    FORMATS,
+    Source,
+    is_weight_file,
+    nbytes,
+    open_checkpoint,
+    strip_base,
+    write_checkpoint,
+)
 from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
 
 DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": BFLOAT16}
@@ -117,12 +126,14 @@ def plan(source: Source, config: LongformerConfig, where: str) -> tuple[str, dic
 def _write(dst: str, fmt: str, entries: dict[str, tuple[tuple[int, ...], np.dtype]], read: Callable[[str], Any], *,
            head: str, config: LongformerConfig, tokenizer_from: Callable[[str], str | None], force: bool,
            max_shard_size: int | str | None, progress: bool | None, sources: Iterable[str] = (),
-           finish: Callable[[str], None] | None = None) -> list[str]:
+           finish: Callable[[str], None] | None = None,
+           writer: Callable[[str], list[str]] | None = None) -> list[str]:
     """Write weights, config and tokenizer files into a staging folder beside `dst`, then install them.
 
     A new `dst` appears in one rename. An existing one (`force=True`) keeps everything the conversion does not
     write: only its files, and stale weight files of other formats that would shadow them, are replaced, each by
-    one rename. `sources` are the folders read from: `dst` may be none of them, nor inside one."""
+    one rename. `sources` are the folders read from: `dst` may be none of them, nor inside one. `writer(folder)`,
+    when given, writes the weights instead of `write_checkpoint` (the ONNX export) and returns its files."""
     from tqdm.auto import tqdm
 
     dst = os.path.abspath(dst)
@@ -139,10 +150,13 @@ def _write(dst: str, fmt: str, entries: dict[str, tuple[tuple[int, ...], np.dtyp
         shutil.rmtree(tmp, ignore_errors=True)  # ours by the lock: a leftover of a killed run with a reused pid
         os.mkdir(tmp)  # mode from the umask, like any folder the user creates
         try:
-            with tqdm(total=total_bytes(entries), unit="B", unit_scale=True, desc=f"writing {fmt}",
-                      disable=None if progress is None else not progress, leave=False) as bar:
-                files = write_checkpoint(tmp, fmt, entries, read, head=head,
-                                         max_shard_size=parse_size(max_shard_size), progress=bar.update)
+            if writer is not None:
+                files = writer(tmp)
+            else:
+                with tqdm(total=total_bytes(entries), unit="B", unit_scale=True, desc=f"writing {fmt}",
+                          disable=None if progress is None else not progress, leave=False) as bar:
+                    files = write_checkpoint(tmp, fmt, entries, read, head=head,
+                                             max_shard_size=parse_size(max_shard_size), progress=bar.update)
             config.save_pretrained(tmp)
             for name in TOKENIZER_FILES:
                 path = tokenizer_from(name)
@@ -280,37 +294,97 @@ def _tokenizer_source(src: str, hub: dict[str, Any]) -> Callable[[str], str | No
 
 
 # ---------------------------------------------------------------------------------------------- convert
+TARGETS = (*FORMATS, "onnx")  # every format `convert` writes; ONNX is a model, not only weights
+
+
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetensors", *, dtype: str | None = None,
             max_shard_size: int | str | None = None, force: bool = False, progress: bool | None = None,
+            head: str | None = None, opset: int | None = None, quantize: str | None = None,
             **hub_kwargs: Any) -> Conversion:
     """Convert a Longformer checkpoint (folder, weights file or Hub id) to `to` in the folder `dst`.
 
     Args:
-        to: "safetensors", "pt" (pytorch_model.bin), "tf" (HF 4.x tf_model.h5) or "flax" (flax_model.msgpack).
-        dtype: "fp32", "fp16" or "bf16" to round floating tensors (nearest-even); None keeps them.
-        max_shard_size: bytes or "500MB"; larger checkpoints are written as shards plus an index.
+        to: "safetensors", "pt" (pytorch_model.bin), "tf" (HF 4.x tf_model.h5), "flax" (flax_model.msgpack) or
+            "onnx" (model.onnx, see `longformer.onnx`).
+        dtype: "fp32", "fp16" or "bf16" to round floating tensors (nearest-even); None keeps them. An ONNX export
+            computes in its dtype: fp32 (the default) or fp16.
+        max_shard_size: bytes or "500MB"; larger checkpoints are written as shards plus an index (not ONNX).
         force: replace an existing `dst`.
         progress: show a progress bar (None: when writing to a terminal).
+        head: ONNX only: the model class to export (default: the checkpoint's own).
+        opset: ONNX only: the opset (default `longformer.onnx.graph.OPSET`).
+        quantize: ONNX only: "int8" for onnxruntime's dynamic quantization of the linear layers.
         hub_kwargs: revision=, cache_dir=, local_files_only=, token= for Hub ids.
     """
-    if to not in FORMATS:
-        raise ValueError(f"Unknown target format {to!r}; choose from {list(FORMATS)}.")
+    if to not in TARGETS:
+        raise ValueError(f"Unknown target format {to!r}; choose from {list(TARGETS)}.")
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose from {list(DTYPES)}.")
+    onnx_options = {"--head": head, "--opset": opset, "--quantize": quantize}
+    if to != "onnx" and any(v is not None for v in onnx_options.values()):
+        given = [k for k, v in onnx_options.items() if v is not None]
+        raise ValueError(f"{', '.join(given)} only apply to --to onnx.")
+    if to == "onnx":
+        if dtype == "bf16":
+            raise ValueError("An ONNX export computes in fp32 or fp16 (onnxruntime has no bf16 CPU kernels); "
+                             "use --dtype fp16 or leave it out.")
+        if max_shard_size is not None:
+            raise ValueError("An ONNX export is not sharded: model.onnx keeps weights above 2 GB in model.onnx.data "
+                             "by itself. Leave out --max-shard-size.")
+        if quantize not in (None, "int8"):
+            raise ValueError(f"Unknown quantization {quantize!r}; the choice is int8.")
     src, dst = os.fspath(src), os.fspath(dst)
     config, hub = checkpoint_config(src, None, **hub_kwargs)
     weights, shards = resolve_checkpoint(src, **hub)
     with open_checkpoint(weights, shards) as source:
-        head, names, carried = plan(source, config, weights)
+        found, names, carried = plan(source, config, weights)
         entries = {k: (source.entries[v].shape, cast_dtype(source.entries[v].dtype, dtype)) for k, v in names.items()}
         config = config.copy()
-        config.extra["architectures"] = [head]
+        writer = None
+        if to == "onnx":
+            target = head or found
+            _check_head_weights(target, found, names, config, weights)
+            config.extra["architectures"] = [target]
+            writer = _onnx_writer(config, target, source, names, dtype or "fp32", opset, quantize)
+            found = target
+        else:
+            config.extra["architectures"] = [found]
         if dtype is not None:
             config.extra["torch_dtype"] = DTYPE_NAMES[dtype]
-        files = _write(dst, to, entries, lambda k: cast(source.read(names[k]), dtype, k), head=head, config=config,
+        files = _write(dst, to, entries, lambda k: cast(source.read(names[k]), dtype, k), head=found, config=config,
                        tokenizer_from=_tokenizer_source(src, hub), force=force, max_shard_size=max_shard_size,
-                       progress=progress, sources=_source_folders(src, weights))
-    return Conversion(os.path.abspath(dst), files, head, config, len(entries), total_bytes(entries), carried)
+                       progress=progress, sources=_source_folders(src, weights), writer=writer)
+    return Conversion(os.path.abspath(dst), files, found, config, len(entries), total_bytes(entries), carried)
+
+
+def _check_head_weights(target: str, found: str, names: dict[str, str], config: LongformerConfig,
+                        where: str) -> None:
+    """An ONNX export of `target` needs every tensor of that head (no newly initialised weights in a file
+    meant for deployment)."""
+    have = {strip_base(k) for k in names}
+    missing = [k for k in canonical_shapes(config, target) if strip_base(k) not in have
+               and not (strip_base(k).startswith("pooler.") and target == "LongformerModel")]
+    if missing:
+        raise CheckpointError(f"{where} is a {found} checkpoint; it lacks {missing[:5]} of {target}, so an export "
+                              f"of {target} would hold untrained weights. Export its own head (leave out --head) "
+                              "or fine-tune that head first.")
+
+
+def _onnx_writer(config: LongformerConfig, head: str, source: Source, names: dict[str, str], dtype: str,
+                 opset: int | None, quantize: str | None) -> Callable[[str], list[str]]:
+    def write(folder: str) -> list[str]:
+        from longformer.onnx import export
+        from longformer.onnx import quantize as quantize_int8
+        from longformer.onnx.graph import OPSET
+
+        state = {k: cast(source.read(v), "fp32", k) for k, v in names.items()}
+        files = export(config, head, state, folder, dtype=DTYPE_NAMES[dtype], opset=opset or OPSET)
+        if quantize == "int8":
+            quantize_int8(folder)
+            files = [f for f in files if os.path.exists(os.path.join(folder, f))]
+        return files
+
+    return write
 
 
 # ---------------------------------------------------------------------------------------------- RoBERTa

@@ -29,7 +29,16 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from .checkpoint import FLAX_WEIGHTS, PT_WEIGHTS, SAFE_WEIGHTS, TF_WEIGHTS, CheckpointError, read_index
+from .checkpoint import (
+    FLAX_WEIGHTS,
+    ONNX_WEIGHTS,
+    PT_WEIGHTS,
+    SAFE_WEIGHTS,
+    TF_WEIGHTS,
+    CheckpointError,
+    is_plain_file_name,
+    read_index,
+)
 from .names import BASE_PREFIX, from_format_leaf, guess_head, to_format_leaf
 
 FORMATS = ("safetensors", "pt", "tf", "flax")
@@ -71,11 +80,11 @@ def weights_format(path: str) -> tuple[str, bool]:
     sharded = name.endswith(".index.json")
     stem = name.removesuffix(".index.json")
     for fmt, ext in (("safetensors", ".safetensors"), ("pt", ".bin"), ("pt", ".pt"), ("pt", ".pth"), ("tf", ".h5"),
-                     ("flax", ".msgpack")):
-        if stem.endswith(ext):
+                     ("flax", ".msgpack"), ("onnx", ".onnx")):
+        if stem.endswith(ext) and not (fmt == "onnx" and sharded):
             return fmt, sharded
-    raise CheckpointError(f"{path}: unknown checkpoint format (expected .safetensors, .bin, .h5, .msgpack or a "
-                          "shard index *.index.json).")
+    raise CheckpointError(f"{path}: unknown checkpoint format (expected .safetensors, .bin, .h5, .msgpack, .onnx or "
+                          "a shard index *.index.json).")
 
 
 def shard_name(fmt: str, k: int, n: int) -> str:
@@ -86,6 +95,8 @@ def shard_name(fmt: str, k: int, n: int) -> str:
 def is_weight_file(name: str) -> bool:
     """Whether a file name is one a checkpoint's weights use in some format: the single file, its shard index, or a
     shard (`shard_name`)."""
+    if name in (ONNX_WEIGHTS, ONNX_WEIGHTS + ".data"):
+        return True
     for fmt, single in WEIGHTS.items():
         if name in (single, single + ".index.json"):
             return True
@@ -183,11 +194,11 @@ def open_checkpoint(path: str, shard_paths: list[str] | None = None) -> Source:
     # HF 4.x TF names the base model `longformer/` even in TFLongformerModel; canonical base keys have no prefix.
     strip = fmt == "tf" and guess_head(entries) == "LongformerModel"
     if strip:
-        entries = {_strip_base(k): e for k, e in entries.items()}
+        entries = {strip_base(k): e for k, e in entries.items()}
     if sharded:
         listed = set(weight_map)
         if fmt == "tf":
-            listed = {_strip_base(k) if strip else k for k in map(_tf_key, weight_map) if k is not None}
+            listed = {strip_base(k) if strip else k for k in map(_tf_key, weight_map) if k is not None}
         elif fmt == "flax":
             listed = {_flax_key(k.split("/"), path)[0] for k in weight_map}
         lost = sorted(listed - set(entries))
@@ -196,7 +207,7 @@ def open_checkpoint(path: str, shard_paths: list[str] | None = None) -> Source:
     return Source(fmt, files, entries)
 
 
-def _strip_base(key: str) -> str:
+def strip_base(key: str) -> str:
     return key[len(BASE_PREFIX):] if key.startswith(BASE_PREFIX) else key
 
 
@@ -558,13 +569,73 @@ def _flax_key(parts: list[str], path: str = "") -> tuple[str, bool]:
     return ".".join([*parts[:-1], leaf]), transposed
 
 
+# ---------------------------------------------------------------------------------------------- ONNX (read only)
+# longformer.onnx writes model.onnx; it is read back here, so that an export is also a checkpoint.
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("Reading model.onnx needs onnx: pip install 'longformer[onnx]'.") from e
+    return onnx
+
+
+def _load_onnx(path: str):
+    """The model's initializers by name, with external data (which must lie beside the file, by plain name)."""
+    onnx = _onnx()
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise unreadable(path, "onnx", e) from e
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            where = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            if not is_plain_file_name(where):
+                raise CheckpointError(f"{path}: tensor {tensor.name} keeps its data in {where!r}, which is not a "
+                                      "file beside the model: refused.")
+    try:
+        onnx.load_external_data_for_model(model, os.path.dirname(path))
+    except Exception as e:
+        raise unreadable(path, "onnx", f"its external data cannot be read ({e})") from e
+    return {t.name: t for t in model.graph.initializer}
+
+
+def _onnx_entries(path: str) -> dict[str, Entry]:
+    onnx = _onnx()
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:
+        raise unreadable(path, "onnx", e) from e
+    props = {p.key: p.value for p in model.metadata_props}
+    if "longformer.head" not in props:
+        raise CheckpointError(f"{path} is not an ONNX file written by longformer (no longformer.head metadata): its "
+                              "weights cannot be read back.")
+    leaves = from_format_leaf("onnx")
+    entries = {}
+    for tensor in model.graph.initializer:
+        *parents, leaf = tensor.name.split(".")
+        if leaf not in leaves:
+            raise CheckpointError(f"{path}: initializer {tensor.name} is not a Longformer weight (a quantized "
+                                  "model cannot be read back as a checkpoint).")
+        canonical, transposed = leaves[leaf]
+        dtype = check_dtype(path, tensor.name, onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        shape = tuple(int(d) for d in tensor.dims)
+        entries[".".join([*parents, canonical])] = Entry(shape[::-1] if transposed else shape, dtype, path,
+                                                         tensor.name, transposed)
+    return entries
+
+
+def _read_onnx(initializers, entry: Entry) -> np.ndarray:
+    return _onnx().numpy_helper.to_array(initializers[entry.name])
+
+
 _ENTRIES: dict[str, Callable[[str], dict[str, Entry]]] = {
-    "safetensors": _safetensors_entries, "pt": _bin_entries, "tf": _h5_entries, "flax": _msgpack_entries}
+    "safetensors": _safetensors_entries, "pt": _bin_entries, "tf": _h5_entries, "flax": _msgpack_entries,
+    "onnx": _onnx_entries}
 _OPENERS: dict[str, Callable[[str], Any]] = {
     "safetensors": lambda p: open(p, "rb"), "pt": _load_bin, "tf": lambda p: _h5py().File(p, "r"),
-    "flax": lambda p: open(p, "rb")}
+    "flax": lambda p: open(p, "rb"), "onnx": _load_onnx}
 _READERS: dict[str, Callable[[Any, Entry], np.ndarray]] = {
-    "safetensors": _read_segments, "pt": _read_bin, "tf": _read_h5, "flax": _read_segments}
+    "safetensors": _read_segments, "pt": _read_bin, "tf": _read_h5, "flax": _read_segments, "onnx": _read_onnx}
 
 
 # ---------------------------------------------------------------------------------------------- writing

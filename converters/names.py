@@ -18,16 +18,17 @@ BASE_PARTS = ("embeddings.", "encoder.", "pooler.")
 # How each kind of tensor's leaf is named in each format, and whether the array is stored transposed there (a
 # Dense kernel is (in, out), torch's Linear weight (out, in)). The one table behind every name map: the Flax
 # backend's nnx paths and Flax msgpack files use the "flax" column, the TF backend's Keras variables and Hugging
-# Face 4.x tf_model.h5 files the "tf" column. (HF 4.x TF names the word-embedding table `weight`.)
-LEAVES = {  # kind: (canonical, flax, tf, transposed)
-    "dense": ("weight", "kernel", "kernel", True),
-    "norm": ("weight", "scale", "gamma", False),
-    "norm_bias": ("bias", "bias", "beta", False),
-    "embedding": ("weight", "embedding", "embeddings", False),
-    "word_embedding": ("weight", "embedding", "weight", False),
-    "bias": ("bias", "bias", "bias", False),
+# Face 4.x tf_model.h5 files the "tf" column, the initializers of our model.onnx the "onnx" column (MatMul takes
+# (in, out)). (HF 4.x TF names the word-embedding table `weight`.)
+LEAVES = {  # kind: (canonical, flax, tf, onnx, transposed)
+    "dense": ("weight", "kernel", "kernel", "kernel", True),
+    "norm": ("weight", "scale", "gamma", "weight", False),
+    "norm_bias": ("bias", "bias", "beta", "bias", False),
+    "embedding": ("weight", "embedding", "embeddings", "weight", False),
+    "word_embedding": ("weight", "embedding", "weight", "weight", False),
+    "bias": ("bias", "bias", "bias", "bias", False),
 }
-_COLUMN = {"flax": 1, "tf": 2}
+_COLUMN = {"flax": 1, "tf": 2, "onnx": 3}
 
 
 def leaf_kind(key: str) -> str:
@@ -48,14 +49,14 @@ def leaf_kind(key: str) -> str:
 
 
 def to_format_leaf(key: str, fmt: str) -> tuple[list[str], bool]:
-    """Canonical key -> (path in `fmt` ("flax" or "tf"), stored transposed?)."""
+    """Canonical key -> (path in `fmt` ("flax", "tf" or "onnx"), stored transposed?)."""
     row = LEAVES[leaf_kind(key)]
-    return [*key.split(".")[:-1], row[_COLUMN[fmt]]], row[3]
+    return [*key.split(".")[:-1], row[_COLUMN[fmt]]], row[-1]
 
 
 def from_format_leaf(fmt: str) -> dict[str, tuple[str, bool]]:
     """`fmt`'s leaf name -> (canonical leaf, transposed?): how a backend or a reader names tensors back."""
-    return {row[_COLUMN[fmt]]: (row[0], row[3]) for row in LEAVES.values()}
+    return {row[_COLUMN[fmt]]: (row[0], row[-1]) for row in LEAVES.values()}
 
 
 # Names from old releases that carry nothing (a position_ids buffer) or that were renamed (LayerNorm gamma/beta).

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from types import ModuleType
 
 # backend / framework module -> the pip extra that installs it
-EXTRAS = {"torch": "torch", "tensorflow": "tf", "keras": "tf", "jax": "flax", "flax": "flax"}
+EXTRAS = {"torch": "torch", "tensorflow": "tf", "keras": "tf", "jax": "flax", "flax": "flax", "onnx": "onnx",
+          "onnxruntime": "onnx"}
 
 
 def require(module: str) -> ModuleType:

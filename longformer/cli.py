@@ -1,6 +1,6 @@
 """The `longformer` command.
 
-    longformer convert SRC DST --to {safetensors,pt,tf,flax}   convert, then check both give the same outputs
+    longformer convert SRC DST --to {safetensors,pt,tf,flax,onnx}   convert, then check both give the same outputs
     longformer parity [CHECKPOINT] [--backends pt,...] [--seq-len N]   same batch in every backend, max differences
     longformer inspect CHECKPOINT                                       format, config, parameters, problems
     longformer from-roberta SRC DST [--max-positions 4096] [--attention-window 512]   RoBERTa -> Longformer
@@ -28,7 +28,8 @@ from .backends import BACKENDS, available_backends, load_backend
 from .config import LongformerConfig
 
 BUNDLED = bundled_checkpoint()
-FIELDS = ("last_hidden_state", "pooler_output", "logits", "hidden_states", "attentions", "global_attentions")
+FIELDS = ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits", "hidden_states", "attentions",
+          "global_attentions")
 
 
 class Steps:
@@ -99,7 +100,7 @@ def _non_finite(outputs: dict[str, Any], fields: list[str]) -> list[str]:
             return any(bad(v) for v in value)
         return not np.isfinite(np.asarray(value, dtype=np.float64)).all()
 
-    return [f for f in fields if bad(outputs[f])]
+    return [f for f in fields if outputs.get(f) is not None and bad(outputs[f])]
 
 
 def _verdict(results: dict[str, dict[str, Any]], fields: list[str], worst: float, tolerance: float,
@@ -162,7 +163,11 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if not backends:
         raise ImportError("No backend is installed: pip install 'longformer[torch]' (or [flax], [tf]).")
     for name in backends:
-        if name not in BACKENDS:
+        if name == "onnx":
+            from ._frameworks import require
+
+            require("onnxruntime")
+        elif name not in BACKENDS:
             load_backend(name)  # raises the error that lists the backends
     inputs = make_batch(config, args.seq_len)
     results: dict[str, dict[str, Any]] = {}
@@ -171,16 +176,30 @@ def cmd_parity(args: argparse.Namespace) -> int:
     # The MLM head is compared too when the checkpoint has one; every other head runs its base model.
     masked_lm = guess_head(_headers(weights, shards)[1] if state is None else state) == "LongformerForMaskedLM"
     head = "LongformerForMaskedLM" if masked_lm else "LongformerModel"
+    if os.path.basename(weights) == "model.onnx":  # an export runs its own head only: every backend runs that one
+        from converters.formats import open_checkpoint
+
+        with open_checkpoint(weights) as source:
+            head = guess_head(source.entries)
+    if head == "LongformerForMultipleChoice":
+        inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
+        state = None  # the NumPy reference runs rows, not choices
     steps = Steps(args.quiet)
     if state is not None:
         with steps("parity: the NumPy reference"):
             t = time.perf_counter()
             results["numpy-reference"] = ReferenceModel(config, state)(**inputs)
             timings["numpy-reference"] = time.perf_counter() - t
+    tmp = None
     for name in backends:
         with steps(f"parity: loading {name}"):
-            module = load_backend(name)
-            model = getattr(module, head).from_pretrained(path, **hub)
+            if name == "onnx":
+                from . import onnx as module
+
+                model, tmp = _onnx_model(weights, shards, config, head)
+            else:
+                module = load_backend(name)
+                model = getattr(module, head).from_pretrained(path, **hub)
         with steps(f"parity: running {name}"):
             module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)  # warm-up
             t = time.perf_counter()
@@ -190,15 +209,22 @@ def cmd_parity(args: argparse.Namespace) -> int:
     print(f"checkpoint: {path}\nmodel: {head}, {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"windows {list(config.attention_windows)}\nbatch: 2 x {args.seq_len} tokens (one row padded), "
           f"global tokens 3 / 1; tolerance {args.tolerance:g}\n")
+    if tmp is not None:
+        tmp.cleanup()
     names = list(results)
-    fields = [f for f in FIELDS if all(results[n].get(f) is not None for n in names)]
+    fields = [f for f in FIELDS if sum(results[n].get(f) is not None for n in names) >= 2]
     header = ["pair"] + fields
     rows, all_diffs = [], []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            diffs = [_max_difference(results[a][f], results[b][f]) for f in fields]
-            all_diffs += diffs
-            rows.append([f"{a} vs {b}"] + [f"{d:.2e}" for d in diffs])
+            cells = []
+            for f in fields:  # a field one side lacks (an ONNX export has no attentions) is not compared: "-"
+                if results[a].get(f) is None or results[b].get(f) is None:
+                    cells.append("-")
+                    continue
+                all_diffs.append(_max_difference(results[a][f], results[b][f]))
+                cells.append(f"{all_diffs[-1]:.2e}")
+            rows.append([f"{a} vs {b}"] + cells)
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
@@ -208,13 +234,36 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if len(names) < 2:
         print("\nOnly one implementation ran: nothing to compare.")
         return 1
+    compared = {n for r in rows if any(c != "-" for c in r[1:]) for n in r[0].split(" vs ")}
+    if set(names) - compared:
+        print(f"\nFAIL: {', '.join(sorted(set(names) - compared))} shares no output field with any other "
+              "implementation: nothing of it was compared.")
+        return 1
     print()
     return 0 if _verdict(results, fields, _worst(all_diffs), args.tolerance, "tolerance") else 1
 
 
+def _onnx_model(weights: str, shards: list[str] | None, config: LongformerConfig, head: str):
+    """The ONNX model parity runs: the checkpoint's own model.onnx, or `head` exported into a temporary folder
+    (returned too, for cleaning up)."""
+    import tempfile
+
+    from converters.checkpoint import read_checkpoint
+
+    from .onnx import LongformerOnnxModel, export
+
+    if os.path.basename(weights) == "model.onnx":
+        return LongformerOnnxModel.from_pretrained(os.path.dirname(weights)), None
+    tmp = tempfile.TemporaryDirectory(prefix="longformer-parity-onnx-")
+    config.save_pretrained(tmp.name)
+    export(config, head, read_checkpoint(weights, shard_paths=shards), tmp.name)
+    return LongformerOnnxModel.from_pretrained(tmp.name), tmp
+
+
 # ---------------------------------------------------------------------------------------------- convert
 # The framework each format comes from; a format whose framework is missing is checked in another installed one.
-FORMAT_BACKEND = {"pt": "pt", "tf": "tf", "flax": "flax", "safetensors": "pt"}
+FORMAT_BACKEND = {"pt": "pt", "tf": "tf", "flax": "flax", "safetensors": "pt", "onnx": "pt"}
+FP16_ONNX_MAX_ERROR = 5e-2  # an fp16 export computes in fp16 (the source runs in fp32 with fp16-rounded weights)
 
 
 def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -235,6 +284,10 @@ def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inp
     from .hub import resolve_checkpoint
     from .reference import ReferenceModel
 
+    if backend == "onnx":
+        from .onnx import LongformerOnnxModel, forward_numpy
+
+        return forward_numpy(LongformerOnnxModel.from_pretrained(path, **(hub or {})), inputs)
     if backend == "numpy-reference":
         if state is None:
             weights, shards = resolve_checkpoint(path, **(hub or {}))
@@ -260,10 +313,15 @@ def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inp
 
 def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig, source_format: str,
                       target_format: str, dtype: str | None, seq_len: int, max_error: float,
-                      hub: dict[str, Any] | None = None, steps: Steps | None = None) -> int:
+                      hub: dict[str, Any] | None = None, steps: Steps | None = None, quantized: bool = False,
+                      min_agreement: float = 0.99) -> int:
     """Run one batch through the source (in its framework) and the result (in its framework); print the largest
     difference per output field. With --dtype fp16/bf16 the source's weights are rounded the same way first, so
-    the check measures the conversion, not the rounding. 0 if every field is within `max_error`, else 1."""
+    the check measures the conversion, not the rounding. 0 if every field is within `max_error`, else 1.
+
+    An ONNX result runs in onnxruntime, on the batch and also at lengths 1 and the first window + 1 (one graph
+    serves every length). An int8-quantized one is judged by the share of positions whose argmax is unchanged
+    (`min_agreement`); its largest differences are printed."""
     import warnings
 
     from converters.checkpoint import read_checkpoint
@@ -276,7 +334,7 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
     inputs = make_batch(config, seq_len)
     if head == "LongformerForMultipleChoice":
         inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
-    a, b = _pick_backend(source_format), _pick_backend(target_format)
+    a, b = _pick_backend(source_format), "onnx" if target_format == "onnx" else _pick_backend(target_format)
     print(f"\nverify: {head}, batch 2 x {seq_len} tokens with global tokens and padding; source in {a}, result in "
           f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}", flush=True)
     state = None
@@ -286,20 +344,63 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
             state = read_checkpoint(weights, shard_paths=shards)
             if dtype not in (None, "fp32"):
                 state = {k: cast(v, dtype).astype(v.dtype) for k, v in state.items()}
+    batches = [inputs]
+    if target_format == "onnx":
+        batches += [_one_length(inputs, n) for n in sorted({1, min(seq_len, config.attention_windows[0] + 1)})
+                    if n != seq_len]
+    before, after = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unused-pooler and similar loading notes are not the point here
         with steps(f"verify: the source in {a}"):
-            before = _run_model(a, head, src, config, inputs, state, hub)
+            runs = [_run_model(a, head, src, config, batch, state, hub) for batch in batches]
         with steps(f"verify: the result in {b}"):
-            after = _run_model(b, head, dst, config, inputs)
-    fields = [f for f in before if f in after and before[f] is not None and after[f] is not None and f != "loss"]
+            results = [_run_model(b, head, dst, config, batch) for batch in batches]
+    fields = [f for f in runs[0] if f in results[0] and runs[0][f] is not None and results[0][f] is not None
+              and f != "loss"]
+    if len(batches) > 1:
+        print(f"  lengths {', '.join(str(batch['input_ids'].shape[-1]) for batch in batches)}")
     diffs = []
     width = max(len(f) for f in fields)
     for field in fields:
+        before[field] = tuple(r[field] for r in runs)
+        after[field] = tuple(r[field] for r in results)
         diffs.append(_max_difference(before[field], after[field]))
         print(f"  {field.ljust(width)}  {diffs[-1]:.2e}")
-    ok = _verdict({f"source ({a})": before, f"result ({b})": after}, fields, _worst(diffs), max_error, "--max-error")
+    outputs = {f"source ({a})": before, f"result ({b})": after}
+    if quantized:
+        ok = _agreement_verdict(outputs, fields, min_agreement)
+    else:
+        ok = _verdict(outputs, fields, _worst(diffs), max_error, "--max-error")
     return 0 if ok else 1
+
+
+def _one_length(inputs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The verification batch cut to `n` tokens (a global token kept at the start of each row)."""
+    out = {k: v[..., :n].copy() for k, v in inputs.items()}
+    out["attention_mask"][..., 0] = 1
+    return out
+
+
+def _agreement_verdict(results: dict[str, dict[str, Any]], fields: list[str], min_agreement: float) -> bool:
+    """PASS when the result's argmax over the last axis (the predicted class of every position, or the answer
+    start and end) equals the source's at a share of at least `min_agreement` positions, over every logits field
+    (the base model: its hidden states)."""
+    broken = {name: _non_finite(out, fields) for name, out in results.items()}
+    if any(broken.values()):
+        print(f"FAIL: outputs are not finite (NaN or inf): {broken}")
+        return False
+    source, result = results.values()
+    judged = [f for f in fields if f.endswith("logits")] or fields[:1]
+    same = total = 0
+    for field in judged:
+        for x, y in zip(source[field], result[field], strict=True):
+            same += int((np.argmax(x, -1) == np.argmax(y, -1)).sum())
+            total += int(np.argmax(x, -1).size)
+    share = same / max(total, 1)
+    ok = share >= min_agreement
+    print(f"{'PASS' if ok else 'FAIL'}: argmax agreement {share:.1%} over {total} predictions of {', '.join(judged)} "
+          f"(--min-agreement {min_agreement:.0%})")
+    return ok
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -312,21 +413,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source_format = weights_format(resolve_weights(args.src, **hub))[0]
     if args.seq_len is not None and not args.no_verify:
         check_seq_len(checkpoint_config(args.src, None, **hub)[0], args.seq_len)
+    if args.to == "onnx" and not args.no_verify:
+        from ._frameworks import require
+
+        require("onnxruntime")  # before writing anything: the export is verified in onnxruntime
+    onnx = {"head": args.head, "opset": args.opset, "quantize": args.quantize}  # convert() refuses them elsewhere
     steps = Steps(args.quiet)
     t = time.perf_counter()
     with steps(f"converting {args.src} to {args.to}", bar=True):
         result = convert(args.src, args.dst, args.to, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                         force=args.force, progress=steps.bars, **hub)
-    print(f"converted {args.src} ({source_format}) -> {result.folder} ({args.to}{', ' + args.dtype if args.dtype else ''})"
-          f": {result.head}, {result.tensors} tensors, {result.nbytes / 2**20:.1f} MiB in {len(result.files)} "
-          f"file{'s' if len(result.files) > 1 else ''}, {time.perf_counter() - t:.1f} s", flush=True)
+                         force=args.force, progress=steps.bars, **onnx, **hub)
+    print(f"converted {args.src} ({source_format}) -> {result.folder} ({args.to}{', ' + args.dtype if args.dtype else ''}"
+          f"{', int8' if args.quantize else ''}): {result.head}, {result.tensors} tensors, "
+          f"{result.nbytes / 2**20:.1f} MiB in {len(result.files)} file{'s' if len(result.files) > 1 else ''}, "
+          f"{time.perf_counter() - t:.1f} s", flush=True)
     if result.carried:
         print(f"copied unchanged (no Longformer class uses them): {result.carried}")
     if args.no_verify:
         return 0
+    max_error = args.max_error
+    if max_error is None:
+        max_error = FP16_ONNX_MAX_ERROR if args.to == "onnx" and args.dtype == "fp16" else 5e-5
     return verify_conversion(args.src, result.folder, head=result.head, config=result.config,
                              source_format=source_format, target_format=args.to, dtype=args.dtype,
-                             seq_len=args.seq_len or 64, max_error=args.max_error, hub=hub, steps=steps)
+                             seq_len=args.seq_len or 64, max_error=max_error, hub=hub, steps=steps,
+                             quantized=bool(args.quantize), min_agreement=args.min_agreement)
 
 
 def cmd_from_roberta(args: argparse.Namespace) -> int:
@@ -442,14 +553,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-shard-size", help="split the output into shards of at most this size (e.g. 2GB)")
         p.add_argument("--force", action="store_true", help="replace DST if it exists")
 
+    from converters.convert import TARGETS
     from converters.formats import FORMATS
+
+    from .onnx.graph import HEADS, OPSET
 
     p = sub.add_parser("convert", parents=[debug],
                        help="convert a checkpoint to another format, then verify the outputs match")
     p.add_argument("src", help="folder, weights file or Hub id")
     p.add_argument("dst", help="output folder (created; must not exist unless --force)")
-    output_options(p, FORMATS)
-    p.add_argument("--max-error", type=float, default=5e-5, help="largest allowed output difference (default 5e-5)")
+    output_options(p, TARGETS)
+    p.add_argument("--head", choices=HEADS, help="--to onnx: the model class to export (default: the checkpoint's)")
+    p.add_argument("--opset", type=int, help=f"--to onnx: ONNX opset (default {OPSET})")
+    p.add_argument("--quantize", choices=["int8"], help="--to onnx: int8 dynamic quantization of the linear layers "
+                   "(verified by argmax agreement, see --min-agreement)")
+    p.add_argument("--max-error", type=float, help="largest allowed output difference (default 5e-5; 5e-2 for an "
+                   "fp16 ONNX export, which computes in fp16)")
+    p.add_argument("--min-agreement", type=float, default=0.99, help="--quantize int8: smallest allowed share of "
+                   "positions whose predicted class (argmax) is unchanged (default 0.99)")
     p.add_argument("--no-verify", action="store_true", help="skip loading both and comparing outputs")
     p.add_argument("--seq-len", type=int, help="tokens per row in the check (default 64, or the most the model "
                    "takes when that is fewer)")
@@ -458,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("parity", parents=[debug],
                        help="run one batch in every installed backend and compare all outputs")
     p.add_argument("checkpoint", nargs="?", help="folder, file or Hub id (default: the bundled tiny checkpoint)")
-    p.add_argument("--backends", help=f"comma-separated, from {sorted(BACKENDS)} (default: every installed one)")
+    p.add_argument("--backends", help=f"comma-separated, from {sorted(BACKENDS) + ['onnx']} (default: every "
+                   "installed one; onnx runs CHECKPOINT's model.onnx, or exports it first)")
     p.add_argument("--seq-len", type=int, help="tokens per row (default 100, or the most the model takes when that "
                    "is fewer)")
     p.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed difference (default 1e-5)")

@@ -19,6 +19,7 @@ WEIGHTS_FILES = (
     "tf_model.h5.index.json",
     "flax_model.msgpack",
     "flax_model.msgpack.index.json",
+    "model.onnx",  # an ONNX export of ours (its initializers are the weights): last, any other format wins
 )
 
 _HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "force_download")

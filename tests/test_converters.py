@@ -327,8 +327,8 @@ def test_parse_size():
 
 def test_unknown_format_and_dtype(tmp_path):
     src, _, _ = random_checkpoint(tmp_path / "canonical", "LongformerModel")
-    with pytest.raises(ValueError, match="Unknown target format 'onnx'"):
-        convert(src, tmp_path / "o", "onnx")
+    with pytest.raises(ValueError, match="Unknown target format 'tflite'"):
+        convert(src, tmp_path / "o", "tflite")
     with pytest.raises(ValueError, match="Unknown dtype 'fp8'"):
         convert(src, tmp_path / "o", "flax", dtype="fp8")
 

@@ -3,7 +3,8 @@
 The blocks of one page run in order, in one temporary folder (a page's later blocks use what its earlier ones
 made), Python blocks in one namespace, bash blocks with `bash -euo pipefail` and the installed `longformer` command
 first on PATH. A block that needs the network says so on its first line (`# needs network: why`) and is skipped with
-that reason. Runs in the `cross` env, where torch, JAX/Flax and TensorFlow are installed."""
+that reason. Runs in the `cross` env, where torch, JAX/Flax and TensorFlow are installed; a page that needs another
+extra (`NEEDS`) runs in that extra's env and is skipped, with the env named, elsewhere."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(python|bash)\n(.*?)^```\n", re.S | re.M)
 NETWORK = re.compile(r"^#\s*needs network:\s*(.+)$")
+NEEDS = {"onnx.md": ("onnxruntime", "the tox onnx env")}  # page -> (module it needs, where it runs)
 
 
 def blocks():
@@ -48,6 +50,9 @@ def test_block_runs_as_written(page, language, code, page_state):
     first = code.splitlines()[0] if code.strip() else ""
     if NETWORK.match(first):
         pytest.skip(f"{page.name}: needs network: {NETWORK.match(first).group(1)}")
+    if page.name in NEEDS:
+        module, where = NEEDS[page.name]
+        pytest.importorskip(module, reason=f"{page.name} needs {module}; it runs in {where}")
     state = page_state(page)
     if language == "bash":
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
