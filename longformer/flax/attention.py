@@ -21,10 +21,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Query rows per band block. XLA on CPU runs small matmuls less well than MKL, so its blocks are twice PyTorch's:
-# one layer's band at n = 4096, W = 512 took 0.18 s with 64-row blocks, 0.15 s with 128, 0.14 s with 256.
-QUERY_BLOCK = 128
-
 
 def mask_value(dtype) -> float:
     """Score of a key that must get probability exactly 0 (the dtype minimum; -inf would turn empty rows to NaN)."""

@@ -37,7 +37,7 @@ from ..outputs import (
     encoder_fields,
 )
 from ..pretrained import LongformerPreTrainedMixin
-from .attention import QUERY_BLOCK, band_attention, band_block, global_rows, global_slots, scatter_global_rows
+from .attention import band_attention, band_block, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
 
 # Output types are pytrees here, so they pass through jax.jit / jax.grad.
@@ -107,7 +107,7 @@ class LongformerSelfAttention(nnx.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
-        self.query_block = QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
+        self.query_block = semantics.BATCHED_QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
         self.dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.query = _linear(H, H, config, rngs, COLUMN)
         self.key = _linear(H, H, config, rngs, COLUMN)

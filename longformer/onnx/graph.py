@@ -26,10 +26,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..config import LongformerConfig
+from ..semantics import BATCHED_QUERY_BLOCK
 
 HEADS = ("LongformerModel", "LongformerForMaskedLM", "LongformerForSequenceClassification",
          "LongformerForMultipleChoice", "LongformerForTokenClassification", "LongformerForQuestionAnswering")
-QUERY_BLOCK = 128  # query rows per band block in the ONNX graph (see docs/onnx.md for the measurement)
+QUERY_BLOCK = BATCHED_QUERY_BLOCK  # query rows per band block: the batched strategy's (semantics)
 OPSET = 17  # LayerNormalization is in the default domain from 17 on
 HEAD_METADATA = "longformer.head"
 
@@ -198,7 +199,11 @@ class _Builder:
                        g.op("Concat", g.ints(1, 1), blocks, g.ints(b, 1), axis=0))  # (B, 1, blocks, block, G)
         allowed = g.op("Concat", slot_ok, allowed, axis=-1)
         bias = g.op("Where", allowed, g.const(0.0), g.const(np.finfo(g.dtype).min))
-        geometry = {"blocks": blocks, "tail": tail, "index": index, "bias": bias}
+        zeros = g.const(np.zeros(1, g.dtype))
+        H = self.config.hidden_size
+        left = g.op("Expand", zeros, g.op("Concat", s["B"], g.ints(w, H), axis=0))
+        right = g.op("Expand", zeros, g.op("Concat", s["B"], g.op("Add", tail, g.ints(w)), g.ints(H), axis=0))
+        geometry = {"blocks": blocks, "tail": tail, "index": index, "bias": bias, "left": left, "right": right}
         self._per_window[w] = geometry
         return geometry
 
@@ -229,12 +234,12 @@ class _Builder:
         row_pads = g.op("Concat", g.ints(0, 0, 0, 0), g.op("Concat", geo["tail"], g.ints(0), axis=0), axis=0)
         qb = g.op("Transpose", g.op("Reshape", g.op("Pad", q, row_pads), g.ints(0, -1, b, nh, hd)),
                   perm=[0, 3, 1, 2, 4])
-        key_pads = g.op("Concat", g.ints(0, w, 0, 0), g.op("Add", geo["tail"], g.ints(w)), g.ints(0), axis=0)
         flat = g.ints(-1, H)
         windows = []
         for t in (k, v):
             slots = g.op("Gather", g.op("Reshape", t, flat), s["flat_slots"])  # (B, G, H)
-            keys = self.heads(g.op("Concat", slots, g.op("Pad", t, key_pads), axis=1))  # (B, nh, G + N', hd)
+            # [slots, w zeros, the sequence, zeros to the block multiple + w]: (B, nh, G + N', hd), one copy
+            keys = self.heads(g.op("Concat", slots, geo["left"], t, geo["right"], axis=1))
             windows.append(g.op("Gather", keys, geo["index"], axis=2))
         kw, vw = windows
         scores = g.op("Add", g.op("MatMul", qb, g.op("Transpose", kw, perm=[0, 1, 2, 4, 3])), geo["bias"])
@@ -244,12 +249,15 @@ class _Builder:
         padding = g.op("Unsqueeze", g.op("Equal", s["mask"], g.ints(0)), g.ints(2))
         context = g.op("Where", padding, g.const(0.0), context)  # padding rows attend to nothing
 
-        # global rows, when the batch has global tokens (an If: without them the global projections cost nothing)
-        return g.branch(s["has_global"], lambda: self.global_rows(h, context, s, layer), lambda: context)
+        # global rows, when the batch has global tokens (an If: without them the global projections cost nothing);
+        # filler slots write back what is there
+        keep = g.op("GatherND", context, s["slot_index"])
+        rows = g.branch(s["has_global"], lambda: self.global_rows(h, keep, s, layer), lambda: keep)
+        return g.op("ScatterND", context, s["slot_index"], rows)
 
-    def global_rows(self, h: str, context: str, s: dict[str, str], layer: int) -> str:
-        """The global tokens' queries over every non-padding key, with the global projections, written over the
-        band's result at the global positions. With few slots (G * nh <= H) by re-association, as longformer.pt:
+    def global_rows(self, h: str, keep: str, s: dict[str, str], layer: int) -> str:
+        """The global tokens' queries over every non-padding key, with the global projections: the new rows of
+        the global positions, (B, G, H) (`keep`, the band's rows, for filler slots). With few slots (G * nh <= H) by re-association, as longformer.pt:
         q . (Wk x + bk) = (Wk^T q) . x + q . bk and sum_j p_j (Wv x_j + bv) = (P x) Wv^T + bv, so no global key or
         value is projected over all N tokens."""
         g, cfg = self.g, self.config
@@ -279,9 +287,7 @@ class _Builder:
         few = g.op("LessOrEqual", g.op("Mul", s["G"], g.ints(nh)), g.ints(H))
         rows = g.branch(few, reassociated, projected)  # (B, nh, G, hd)
         rows = g.op("Reshape", g.op("Transpose", rows, perm=[0, 2, 1, 3]), g.ints(0, -1, H))
-        keep = g.op("GatherND", context, s["slot_index"])  # filler slots write back what is there
-        rows = g.op("Where", g.op("Unsqueeze", s["slot_valid"], g.ints(2)), rows, keep)
-        return g.op("ScatterND", context, s["slot_index"], rows)
+        return g.op("Where", g.op("Unsqueeze", s["slot_valid"], g.ints(2)), rows, keep)
 
     def layer(self, h: str, s: dict[str, str], i: int) -> str:
         p = f"encoder.layer.{i}."

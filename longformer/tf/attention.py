@@ -25,9 +25,6 @@ from typing import Any
 
 import tensorflow as tf
 
-# Query rows per band block (as longformer.pt).
-QUERY_BLOCK = 128
-
 
 def _dim(x: tf.Tensor, axis: int):
     """A static size when known, else the dynamic one."""

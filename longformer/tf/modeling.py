@@ -35,7 +35,6 @@ from ..outputs import (
 )
 from ..pretrained import LongformerPreTrainedMixin
 from .attention import (
-    QUERY_BLOCK,
     _dim,
     band_attention,
     band_block,
@@ -108,7 +107,7 @@ class LongformerSelfAttention(keras.layers.Layer):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout_rate = config.attention_probs_dropout_prob
-        self.query_block = QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
+        self.query_block = semantics.BATCHED_QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
         self.query = _dense(H, config, "query")
         self.key = _dense(H, config, "key")
         self.value = _dense(H, config, "value")
