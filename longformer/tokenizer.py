@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+from .semantics import automatic_global_attention
+
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -257,25 +259,16 @@ class LongformerTokenizer:
 
     # ------------------------------------------------------------------ global attention helpers
     def global_attention_mask_for_classification(self, input_ids, return_tensors: str | None = "np"):
-        """Global attention on the first token (`<s>`), as sequence classification uses it."""
-        ids = np.asarray(input_ids)
-        mask = np.zeros(ids.shape, dtype=np.int64)
-        mask[..., 0] = 1
-        return _convert(mask, return_tensors)
+        """Global attention on the first token (`<s>`), as sequence classification sets it by itself."""
+        return _convert(automatic_global_attention("LongformerForSequenceClassification", input_ids, None,
+                                                   self.sep_token_id), return_tensors)
 
     def global_attention_mask_for_question_answering(self, input_ids, return_tensors: str | None = "np"):
-        """Global attention on `<s>` and the question: every token before the first `</s>`.
-
-        Expects `<s> question </s></s> context </s>` rows (as `tokenizer(question, context)` makes them).
-        """
-        ids = np.asarray(input_ids)
-        is_sep = ids == self.sep_token_id
-        if not is_sep.any(axis=-1).all():
-            raise ValueError("A row has no </s>: encode the question and context as a pair, "
-                             "tokenizer(question, context).")
-        first_sep = is_sep.argmax(axis=-1)[..., None]
-        mask = (np.arange(ids.shape[-1]) < first_sep).astype(np.int64)
-        return _convert(mask, return_tensors)
+        """Global attention on `<s>` and the question: every token before the first `</s>`, as question answering
+        sets it by itself (the same rule: each row `<s> question </s></s> context </s>`, as
+        `tokenizer(question, context)` makes them, with exactly three `</s>`)."""
+        return _convert(automatic_global_attention("LongformerForQuestionAnswering", input_ids, None,
+                                                   self.sep_token_id), return_tensors)
 
 
 def _clean_up(text: str) -> str:

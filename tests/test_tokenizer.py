@@ -122,8 +122,11 @@ def test_global_attention_helpers(both):
         assert row[:sep].all() and not row[sep:].any()
     cls = ours.global_attention_mask_for_classification(enc["input_ids"])
     assert cls[:, 0].all() and cls.sum() == len(cls)
-    with pytest.raises(ValueError, match="no </s>"):
+    with pytest.raises(ValueError, match=r"exactly 3 separator tokens .* found \[0\]"):
         ours.global_attention_mask_for_question_answering(np.array([[0, 5, 6]]))
+    # the rule the models apply by themselves (semantics.automatic_global_attention): exactly three </s>
+    with pytest.raises(ValueError, match=r"found \[1\]"):
+        ours.global_attention_mask_for_question_answering(np.array([[0, 5, ours.sep_token_id]]))
 
 
 def test_missing_files_error(tmp_path):

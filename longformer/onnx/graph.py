@@ -60,7 +60,7 @@ class _Graph:
     def op(self, kind: str, *inputs: str, outputs: int = 1, **attrs):
         self._n += 1
         names = [f"{kind.lower()}_{self._n}" + (f"_{i}" if outputs > 1 else "") for i in range(outputs)]
-        self.nodes.append(self.helper.make_node(kind, list(inputs), names, **attrs))
+        self.nodes.append(self.helper.make_node(kind, list(inputs), names, name=names[0], **attrs))
         return names if outputs > 1 else names[0]
 
     def const(self, value, dtype=None) -> str:
