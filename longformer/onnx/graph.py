@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..config import LongformerConfig
-from ..semantics import BATCHED_QUERY_BLOCK
+from ..semantics import BATCHED_QUERY_BLOCK, FEED_FORWARD_ROWS
 
 HEADS = ("LongformerModel", "LongformerForMaskedLM", "LongformerForSequenceClassification",
          "LongformerForMultipleChoice", "LongformerForTokenClassification", "LongformerForQuestionAnswering")
@@ -84,6 +84,26 @@ class _Graph:
             subgraphs.append(self.helper.make_graph(self.nodes, f"branch_{self._n}_{len(subgraphs)}", [], [out]))
             self.nodes = outer
         return self.op("If", condition, then_branch=subgraphs[0], else_branch=subgraphs[1])
+
+    def scan_rows(self, x: str, width: int, rows: int, body) -> str:
+        """`body(chunk)` on `rows` rows of `x` (..., width) at a time (a Scan over the rows padded to a multiple of
+        `rows`), then the rows back in `x`'s shape: row-wise work whose intermediates stay small (cache-resident)."""
+        flat = self.op("Reshape", x, self.ints(-1, width))
+        total = self.op("Shape", flat, end=1)
+        padded = self.op("Mul", self.op("Div", self.op("Add", total, self.ints(rows - 1)), self.ints(rows)),
+                         self.ints(rows))
+        pads = self.op("Concat", self.ints(0, 0), self.op("Sub", padded, total), self.ints(0), axis=0)
+        chunks = self.op("Reshape", self.op("Pad", flat, pads), self.ints(-1, rows, width))
+        outer, self.nodes = self.nodes, []
+        chunk = f"scan_in_{self._n}"
+        result = body(chunk)
+        elem = self.helper.np_dtype_to_tensor_dtype(self.dtype)
+        graph = self.helper.make_graph(self.nodes, f"scan_{self._n}",
+                                       [self.helper.make_tensor_value_info(chunk, elem, [rows, width])],
+                                       [self.helper.make_tensor_value_info(result, elem, [rows, width])])
+        self.nodes = outer
+        y = self.op("Reshape", self.op("Scan", chunks, body=graph, num_scan_inputs=1), self.ints(-1, width))
+        return self.op("Reshape", self.op("Slice", y, self.ints(0), total, self.ints(0)), self.op("Shape", x))
 
     def weight(self, name: str, value: np.ndarray) -> str:
         self.weights.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value.astype(self.dtype)), name))
@@ -293,8 +313,12 @@ class _Builder:
         p = f"encoder.layer.{i}."
         a = self.layer_norm(self.g.op("Add", self.linear(self.self_attention(h, s, i), p + "attention.output.dense"),
                                       h), p + "attention.output.LayerNorm")
-        f = self.gelu(self.linear(a, p + "intermediate.dense"))
-        return self.layer_norm(self.g.op("Add", self.linear(f, p + "output.dense"), a), p + "output.LayerNorm")
+
+        def feed_forward(x: str) -> str:  # row-wise: on FEED_FORWARD_ROWS rows at a time, as longformer.pt
+            f = self.gelu(self.linear(x, p + "intermediate.dense"))
+            return self.layer_norm(self.g.op("Add", self.linear(f, p + "output.dense"), x), p + "output.LayerNorm")
+
+        return self.g.scan_rows(a, self.config.hidden_size, FEED_FORWARD_ROWS, feed_forward)
 
     def encoder(self, ids: str, mask: str, token_types: str | None) -> str:
         h = self.embeddings(ids, token_types)
