@@ -70,7 +70,7 @@ def quantize(folder: str | os.PathLike) -> None:
     root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference for CNNs) does not apply here
     try:
         quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         extra_options={"MatMulConstBOnly": True})
+                         extra_options={"MatMulConstBOnly": True, "EnableSubgraph": True})
     finally:
         root.setLevel(level)
     os.replace(tmp, path)
