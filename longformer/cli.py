@@ -423,7 +423,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     with steps(f"converting {args.src} to {args.to}", bar=True):
         result = convert(args.src, args.dst, args.to, dtype=args.dtype, max_shard_size=args.max_shard_size,
                          force=args.force, progress=steps.bars, **onnx, **hub)
-    print(f"converted {args.src} ({source_format}) -> {result.folder} ({args.to}{', ' + args.dtype if args.dtype else ''}"
+    dtype = f", {args.dtype}" if args.dtype else ""
+    print(f"converted {args.src} ({source_format}) -> {result.folder} ({args.to}{dtype}"
           f"{', int8' if args.quantize else ''}): {result.head}, {result.tensors} tensors, "
           f"{result.nbytes / 2**20:.1f} MiB in {len(result.files)} file{'s' if len(result.files) > 1 else ''}, "
           f"{time.perf_counter() - t:.1f} s", flush=True)

@@ -185,8 +185,8 @@ class _Builder:
         slot_index = g.op("Concat", g.op("Unsqueeze", g.op("Expand", rows, g.op("Shape", slots)), g.ints(2)),
                           g.op("Unsqueeze", slots, g.ints(2)), axis=2)
         has_global = g.op("Greater", busiest, g.const(0.5, np.float32))
-        return {"B": B, "N": N, "G": G, "has_global": has_global, "slots": slots, "slot_valid": slot_valid, "flat_slots": flat_slots,
-                "slot_index": slot_index, "mask": mask}
+        return {"B": B, "N": N, "G": G, "has_global": has_global, "slots": slots, "slot_valid": slot_valid,
+                "flat_slots": flat_slots, "slot_index": slot_index, "mask": mask}
 
     def band_geometry(self, s: dict[str, str], w: int) -> dict[str, str]:
         """For one-sided window `w` (shared by the layers that have it): the number of blocks, the block padding,
@@ -277,9 +277,9 @@ class _Builder:
 
     def global_rows(self, h: str, keep: str, s: dict[str, str], layer: int) -> str:
         """The global tokens' queries over every non-padding key, with the global projections: the new rows of
-        the global positions, (B, G, H) (`keep`, the band's rows, for filler slots). With few slots (G * nh <= H) by re-association, as longformer.pt:
-        q . (Wk x + bk) = (Wk^T q) . x + q . bk and sum_j p_j (Wv x_j + bv) = (P x) Wv^T + bv, so no global key or
-        value is projected over all N tokens."""
+        the global positions, (B, G, H) (`keep`, the band's rows, for filler slots). With few slots
+        (G * nh <= H) by re-association, as longformer.pt: q . (Wk x + bk) = (Wk^T q) . x + q . bk and
+        sum_j p_j (Wv x_j + bv) = (P x) Wv^T + bv, so no global key or value is projected over all N tokens."""
         g, cfg = self.g, self.config
         H, nh, hd = cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim
         p = f"encoder.layer.{layer}.attention.self."
