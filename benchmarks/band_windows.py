@@ -29,7 +29,7 @@ def measure(backend: str, windows: list[int], length: int, repeats: int) -> dict
 
     import numpy as np
 
-    from longformer.semantics import BATCHED_QUERY_BLOCK
+    from longformer.semantics import BATCHED_QUERY_BLOCK, band_block
 
     attention = importlib.import_module(f"longformer.{backend}.attention")
     B, nh, hd = 1, 12, 64
@@ -55,7 +55,7 @@ def measure(backend: str, windows: list[int], length: int, repeats: int) -> dict
         elif backend == "flax":
             import jax
 
-            block = attention.band_block(w, BATCHED_QUERY_BLOCK)
+            block = band_block(w, BATCHED_QUERY_BLOCK)
             f = jax.jit(lambda *a, w=w, block=block: attention.band_attention(
                 a[0], a[1], a[2], a[3], w, block, global_k=a[4], global_v=a[5], slot_valid=a[6])[0])
 
@@ -64,8 +64,7 @@ def measure(backend: str, windows: list[int], length: int, repeats: int) -> dict
         else:
             import tensorflow as tf
 
-
-            block = attention.band_block(w, BATCHED_QUERY_BLOCK)
+            block = band_block(w, BATCHED_QUERY_BLOCK)
             t = [tf.constant(x) for x in (q, k, v, key_valid, gk, gv, slot_valid)]
 
             def run(block=block, t=t, w=w):

@@ -57,6 +57,15 @@ QUERY_BLOCK = 64  # query rows per band step: the band costs (64 + W) / (W + 1) 
 # at n = 4096, W = 512 in XLA: 0.18 s with 64-row blocks, 0.15 s with 128, 0.14 s with 256; a 2-layer ONNX model:
 # 0.91 s with 64, 0.83 s with 128, 0.87 s with 256.
 BATCHED_QUERY_BLOCK = 128
+
+
+def band_block(w: int, preferred: int = BATCHED_QUERY_BLOCK) -> int:
+    """Query rows per band block of the batched strategy: `preferred`, or 2w for a smaller window. The band's 2w keys
+    are rounded up to whole blocks (the extra columns masked), so any window runs at the speed of its neighbours: the
+    largest divisor of 2w, used before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
+    return min(preferred, 2 * w)
+
+
 FEED_FORWARD_ROWS = 1024  # positions per feed-forward step (row-wise, so chunking changes no result)
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from longformer import semantics
 from longformer.backends import available_backends
 
 BACKENDS = available_backends()
@@ -24,8 +25,8 @@ def run_kernel(backend: str, q, k, v, key_valid, w, gk, gv, slot_valid):
     import importlib
 
     attention = importlib.import_module(f"longformer.{backend}.attention")
-    blocks = {"pt": 64, "flax": 128, "tf": 128}
-    block = attention.band_block(w, blocks[backend]) if hasattr(attention, "band_block") else blocks[backend]
+    # pt loops over rows in QUERY_BLOCK steps; flax and tf run the batched strategy's blocks
+    block = semantics.QUERY_BLOCK if backend == "pt" else semantics.band_block(w, semantics.BATCHED_QUERY_BLOCK)
     if backend == "pt":
         import torch
 

@@ -3,7 +3,8 @@
 The same algorithm as `longformer/pt/attention.py`, function for function (docs/attention.md):
 
 - Local rows use a *blocked band*: queries are taken `block` rows at a time and each block is multiplied with the
-  `block + 2w` keys it can see (rounded up to whole blocks), cut out by an additive bias (0 or the dtype minimum); nothing of size N x N exists.
+  `block + 2w` keys it can see (rounded up to whole blocks), cut out by an additive bias (0 or the dtype minimum);
+  nothing of size N x N exists.
   Where PyTorch loops over (batch, head) with strided views, XLA gets one batched contraction over every block of
   every head, with the key windows built by slicing the keys into `block`-row chunks (`_key_windows`).
 - Global tokens sit in `G` static slots (`global_slots`). Local rows see them as `G` extra key columns (with the
@@ -58,7 +59,7 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
     Args:
         q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per block (see `band_block`).
+        w: one-sided window; block: query rows per block (see `semantics.band_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
         dropout, dropout_key: dropout rate on the probabilities and its PRNG key (None: no dropout).
@@ -129,13 +130,6 @@ def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)
-
-
-def band_block(w: int, preferred: int) -> int:
-    """Query rows per band block: `preferred`, or 2w for a smaller window. `band_attention` rounds the band's 2w keys
-    up to whole blocks (masking the extra columns), so any window runs at the speed of its neighbours: the largest
-    divisor of 2w, used before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
-    return min(preferred, 2 * w)
 
 
 def _pad_rows(x: jax.Array, before: int, after: int) -> jax.Array:

@@ -37,7 +37,7 @@ from ..outputs import (
     encoder_fields,
 )
 from ..pretrained import LongformerPreTrainedMixin
-from .attention import band_attention, band_block, global_rows, global_slots, scatter_global_rows
+from .attention import band_attention, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
 
 # Output types are pytrees here, so they pass through jax.jit / jax.grad.
@@ -107,7 +107,7 @@ class LongformerSelfAttention(nnx.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
-        self.query_block = semantics.BATCHED_QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
+        self.query_block = semantics.BATCHED_QUERY_BLOCK  # rows per band block (2w for smaller windows: band_block)
         self.dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.query = _linear(H, H, config, rngs, COLUMN)
         self.key = _linear(H, H, config, rngs, COLUMN)
@@ -134,8 +134,9 @@ class LongformerSelfAttention(nnx.Module):
         train = not self.dropout.deterministic and rate > 0
         band_key, global_key = (self.dropout.rngs(), self.dropout.rngs()) if train else (None, None)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, band_block(w, self.query_block), global_k=global_k, global_v=global_v,
-            slot_valid=mask["slot_valid"], dropout=rate, dropout_key=band_key, return_probs=output_attentions)
+            q, k, v, mask["window_key"], w, semantics.band_block(w, self.query_block), global_k=global_k,
+            global_v=global_v, slot_valid=mask["slot_valid"], dropout=rate, dropout_key=band_key,
+            return_probs=output_attentions)
         out = context.reshape(B, N, H)
         out = jnp.where(mask["padding"][:, :, None], 0.0, out).astype(context.dtype)  # padding attends to nothing
         global_probs = None

@@ -4,7 +4,8 @@ The same algorithm as `longformer/pt/attention.py` and `longformer/flax/attentio
 (docs/attention.md):
 
 - Local rows use a *blocked band*: queries are taken `block` rows at a time and each block is multiplied with the
-  `block + 2w` keys it can see (rounded up to whole blocks), cut out by an additive bias (0 or the dtype minimum); nothing of size N x N exists.
+  `block + 2w` keys it can see (rounded up to whole blocks), cut out by an additive bias (0 or the dtype minimum);
+  nothing of size N x N exists.
   Each (batch, head) row is one batch entry of a single batched matmul (TensorFlow's batched matmul runs small
   matrices well, unlike XLA's CPU emitter, so no per-row loop is needed).
 - Global tokens sit in `G` slots (`global_slots`). Local rows see them as `G` extra key columns (with the *local*
@@ -89,7 +90,7 @@ def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tens
     Args:
         q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per block (see `band_block`).
+        w: one-sided window; block: query rows per block (see `semantics.band_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
     Returns:
@@ -146,13 +147,6 @@ def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tens
     if return_probs:
         band_probs = tf.concat([global_p, band_probs * band_share], axis=-1)
     return context, band_probs
-
-
-def band_block(w: int, preferred: int) -> int:
-    """Query rows per band block: `preferred`, or 2w for a smaller window. `band_attention` rounds the band's 2w keys
-    up to whole blocks (masking the extra columns), so any window runs at the speed of its neighbours: the largest
-    divisor of 2w, used before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
-    return min(preferred, 2 * w)
 
 
 def _pad_rows(x: tf.Tensor, before, after) -> tf.Tensor:

@@ -37,7 +37,6 @@ from ..pretrained import LongformerPreTrainedMixin
 from .attention import (
     _dim,
     band_attention,
-    band_block,
     global_rows,
     global_slots,
     scatter_global_rows,
@@ -107,7 +106,7 @@ class LongformerSelfAttention(keras.layers.Layer):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout_rate = config.attention_probs_dropout_prob
-        self.query_block = semantics.BATCHED_QUERY_BLOCK  # query rows per band block (2w for smaller windows, see band_block)
+        self.query_block = semantics.BATCHED_QUERY_BLOCK  # rows per band block (2w for smaller windows: band_block)
         self.query = _dense(H, config, "query")
         self.key = _dense(H, config, "key")
         self.value = _dense(H, config, "value")
@@ -134,8 +133,8 @@ class LongformerSelfAttention(keras.layers.Layer):
             global_k = tf.transpose(tf.gather(k, masks["slot_position"], axis=1, batch_dims=1), [0, 2, 1, 3])
             global_v = tf.transpose(tf.gather(v, masks["slot_position"], axis=1, batch_dims=1), [0, 2, 1, 3])
         context, probs = band_attention(
-            q, k, v, masks["window_key"], w, band_block(w, self.query_block), global_k=global_k, global_v=global_v,
-            slot_valid=masks["slot_valid"], dropout=self.dropout_rate, training=training,
+            q, k, v, masks["window_key"], w, semantics.band_block(w, self.query_block), global_k=global_k,
+            global_v=global_v, slot_valid=masks["slot_valid"], dropout=self.dropout_rate, training=training,
             return_probs=output_attentions)
         out = tf.reshape(context, [B, N, H])
         out = tf.where(masks["padding"][:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
