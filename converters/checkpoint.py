@@ -24,6 +24,7 @@ TF_INDEX = "tf_model.h5.index.json"
 FLAX_WEIGHTS = "flax_model.msgpack"
 FLAX_INDEX = "flax_model.msgpack.index.json"
 ONNX_WEIGHTS = "model.onnx"  # written by longformer.onnx (`convert --to onnx`); its initializers are the weights
+ONNX_HEAD_METADATA = "longformer.head"  # the metadata key naming the exported model class: a file of ours
 
 
 class CheckpointError(ValueError):

@@ -31,6 +31,7 @@ import numpy as np
 
 from .checkpoint import (
     FLAX_WEIGHTS,
+    ONNX_HEAD_METADATA,
     ONNX_WEIGHTS,
     PT_WEIGHTS,
     SAFE_WEIGHTS,
@@ -571,21 +572,24 @@ def _flax_key(parts: list[str], path: str = "") -> tuple[str, bool]:
 
 # ---------------------------------------------------------------------------------------------- ONNX (read only)
 # longformer.onnx writes model.onnx; it is read back here, so that an export is also a checkpoint.
-def _onnx():
-    try:
-        import onnx
-    except ImportError as e:
-        raise ImportError("Reading model.onnx needs onnx: pip install 'longformer[onnx]'.") from e
-    return onnx
+def _onnx_proto(path: str):
+    """(the onnx module, the file's ModelProto without external data): only files written by longformer."""
+    from longformer._frameworks import require
 
-
-def _load_onnx(path: str):
-    """The model's initializers by name, with external data (which must lie beside the file, by plain name)."""
-    onnx = _onnx()
+    onnx = require("onnx")
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
         raise unreadable(path, "onnx", e) from e
+    if ONNX_HEAD_METADATA not in {p.key for p in model.metadata_props}:
+        raise CheckpointError(f"{path} is not an ONNX file written by longformer (no {ONNX_HEAD_METADATA} metadata): "
+                              "its weights cannot be read back.")
+    return onnx, model
+
+
+def _load_onnx(path: str):
+    """The model's initializers by name, with external data (which must lie beside the file, by plain name)."""
+    onnx, model = _onnx_proto(path)
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             where = {e.key: e.value for e in tensor.external_data}.get("location", "")
@@ -600,15 +604,7 @@ def _load_onnx(path: str):
 
 
 def _onnx_entries(path: str) -> dict[str, Entry]:
-    onnx = _onnx()
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:
-        raise unreadable(path, "onnx", e) from e
-    props = {p.key: p.value for p in model.metadata_props}
-    if "longformer.head" not in props:
-        raise CheckpointError(f"{path} is not an ONNX file written by longformer (no longformer.head metadata): its "
-                              "weights cannot be read back.")
+    onnx, model = _onnx_proto(path)
     leaves = from_format_leaf("onnx")
     entries = {}
     for tensor in model.graph.initializer:
@@ -625,7 +621,9 @@ def _onnx_entries(path: str) -> dict[str, Entry]:
 
 
 def _read_onnx(initializers, entry: Entry) -> np.ndarray:
-    return _onnx().numpy_helper.to_array(initializers[entry.name])
+    from onnx import numpy_helper  # loaded by _load_onnx, which opened the file
+
+    return numpy_helper.to_array(initializers[entry.name])
 
 
 _ENTRIES: dict[str, Callable[[str], dict[str, Entry]]] = {

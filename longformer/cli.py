@@ -26,6 +26,7 @@ import numpy as np
 from . import __version__, bundled_checkpoint
 from .backends import BACKENDS, available_backends, load_backend
 from .config import LongformerConfig
+from .semantics import max_tokens
 
 BUNDLED = bundled_checkpoint()
 FIELDS = ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits", "hidden_states", "attentions",
@@ -106,15 +107,21 @@ def _non_finite(outputs: dict[str, Any], fields: list[str]) -> list[str]:
 def _verdict(results: dict[str, dict[str, Any]], fields: list[str], worst: float, tolerance: float,
              option: str) -> bool:
     """Print PASS or FAIL. A NaN or infinity in any output is a FAIL, named by implementation and field."""
+    if not _all_finite(results, fields):
+        return False
+    ok = worst <= tolerance
+    print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst:.2e} ({option} {tolerance:g})")
+    return ok
+
+
+def _all_finite(results: dict[str, dict[str, Any]], fields: list[str]) -> bool:
+    """False, after printing FAIL naming implementation and field, when any output holds a NaN or an infinity."""
     broken = {name: _non_finite(out, fields) for name, out in results.items()}
     broken = {name: bad for name, bad in broken.items() if bad}
     if broken:
         where = "; ".join(f"{name}: {', '.join(bad)}" for name, bad in broken.items())
         print(f"FAIL: outputs are not finite (NaN or inf) in {where}")
-        return False
-    ok = worst <= tolerance
-    print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst:.2e} ({option} {tolerance:g})")
-    return ok
+    return not broken
 
 
 def _worst(diffs: list[float]) -> float:
@@ -128,11 +135,6 @@ def check_seq_len(config: LongformerConfig, seq_len: int, option: str = "--seq-l
         raise ValueError(f"{option} {seq_len} does not fit this model: it takes 1 to {most} tokens "
                          f"(max_position_embeddings {config.max_position_embeddings}, pad_token_id "
                          f"{config.pad_token_id}).")
-
-
-def max_tokens(config: LongformerConfig) -> int:
-    """The longest input the position table holds (positions start at pad_token_id + 1)."""
-    return config.max_position_embeddings - config.pad_token_id - 1
 
 
 def _check_fits(config: LongformerConfig, weights: str, shards: list[str] | None) -> None:
@@ -173,14 +175,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     state = None if args.no_reference else read_checkpoint(weights, framework="numpy", shard_paths=shards)
-    # The MLM head is compared too when the checkpoint has one; every other head runs its base model.
-    masked_lm = guess_head(_headers(weights, shards)[1] if state is None else state) == "LongformerForMaskedLM"
-    head = "LongformerForMaskedLM" if masked_lm else "LongformerModel"
-    if os.path.basename(weights) == "model.onnx":  # an export runs its own head only: every backend runs that one
-        from converters.formats import open_checkpoint
-
-        with open_checkpoint(weights) as source:
-            head = guess_head(source.entries)
+    # The MLM head is compared too when the checkpoint has one; every other head runs its base model. An ONNX
+    # export runs its own head only: every backend runs that one.
+    found = guess_head(_headers(weights, shards)[1] if state is None else state)
+    head = found if found == "LongformerForMaskedLM" or os.path.basename(weights) == "model.onnx" else "LongformerModel"
     if head == "LongformerForMultipleChoice":
         inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
         state = None  # the NumPy reference runs rows, not choices
@@ -385,9 +383,7 @@ def _agreement_verdict(results: dict[str, dict[str, Any]], fields: list[str], mi
     """PASS when the result's argmax over the last axis (the predicted class of every position, or the answer
     start and end) equals the source's at a share of at least `min_agreement` positions, over every logits field
     (the base model: its hidden states)."""
-    broken = {name: _non_finite(out, fields) for name, out in results.items()}
-    if any(broken.values()):
-        print(f"FAIL: outputs are not finite (NaN or inf): {broken}")
+    if not _all_finite(results, fields):
         return False
     source, result = results.values()
     judged = [f for f in fields if f.endswith("logits")] or fields[:1]

@@ -154,6 +154,11 @@ def ids_out_of_range_message(name: str, low: int, high: int, size: int) -> str:
             f"({name.split('_')[0]} table of size {size}).")
 
 
+def max_tokens(config: Any) -> int:
+    """The longest input the position table holds (positions start at pad_token_id + 1)."""
+    return config.max_position_embeddings - config.pad_token_id - 1
+
+
 def positions_too_long_message(max_position: int, table: int, pad: int) -> str:
     return (f"The sequence needs position {max_position} but the model's position table has "
             f"{table} rows (max_position_embeddings; positions start at padding_idx + 1 = {pad + 1}), so at most "

@@ -27,7 +27,7 @@ from ..outputs import (
     LongformerSequenceClassifierOutput,
     LongformerTokenClassifierOutput,
 )
-from .graph import HEAD_METADATA, HEADS, OPSET, build_model, input_names, output_names
+from .graph import HEAD_METADATA, HEADS, OPSET, build_model, input_names
 
 EXTERNAL_DATA = ONNX_WEIGHTS + ".data"
 PROTOBUF_LIMIT = 2**31 - 2**24  # bytes a single protobuf may hold, less room for the graph itself
@@ -130,7 +130,6 @@ class LongformerOnnxModel:
         ids = given["input_ids"]
         if choices and ids.ndim != 3:
             raise ValueError(f"Multiple choice inputs must have shape (batch, num_choices, sequence), got {ids.shape}.")
-        lead = ids.shape[:-2] if choices else ()
         flat = {k: v.reshape(-1, v.shape[-1]) if choices and v.ndim == 3 else v for k, v in given.items()}
         semantics.check_input_shapes(
             input_ids=flat["input_ids"].shape, inputs_embeds=None, hidden_size=cfg.hidden_size,
@@ -138,8 +137,7 @@ class LongformerOnnxModel:
                                                                     "token_type_ids")}, position_ids=None)
         semantics.check_input_values(cfg, **flat)
         rows, n = flat["input_ids"].shape
-        most = cfg.max_position_embeddings - cfg.pad_token_id - 1
-        if n > most:
+        if n > semantics.max_tokens(cfg):
             raise ValueError(semantics.positions_too_long_message(n + cfg.pad_token_id, cfg.max_position_embeddings,
                                                                   cfg.pad_token_id))
         mask = flat.get("attention_mask", np.ones((rows, n), np.int64))
@@ -152,10 +150,8 @@ class LongformerOnnxModel:
         feed = {"input_ids": flat["input_ids"], "attention_mask": mask, "global_attention_mask": glob}
         if "token_type_ids" in self.input_names:
             feed["token_type_ids"] = flat.get("token_type_ids", np.zeros((rows, n), np.int64))
-        elif "token_type_ids" in flat and flat["token_type_ids"].any():
-            raise ValueError("token_type_ids must be 0: this model has one token type (type_vocab_size 1).")
-        feed = {k: np.ascontiguousarray(v, dtype=np.int64).reshape(*lead, rows // max(1, int(np.prod(lead))), n)
-                if choices else np.ascontiguousarray(v, dtype=np.int64) for k, v in feed.items()}
+        # (with one token type the graph takes none: check_input_values has refused any id but 0)
+        feed = {k: np.ascontiguousarray(v, dtype=np.int64).reshape(ids.shape) for k, v in feed.items()}
         values = self.session.run(self.output_names, feed)
         out = OUTPUT_CLASSES[self.head](**dict(zip(self.output_names, values, strict=True)))
         return out if return_dict else out.to_tuple()
@@ -169,4 +165,4 @@ def forward_numpy(model: LongformerOnnxModel, inputs: dict, **_: Any) -> dict[st
 
 
 __all__ = ["EXTERNAL_DATA", "LongformerOnnxModel", "ONNX_WEIGHTS", "export", "forward_numpy", "input_names",
-           "output_names", "quantize"]
+           "quantize"]

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from converters.checkpoint import ONNX_HEAD_METADATA
+
 from ..config import LongformerConfig
 from ..semantics import BATCHED_QUERY_BLOCK, FEED_FORWARD_ROWS
 
@@ -32,16 +34,7 @@ HEADS = ("LongformerModel", "LongformerForMaskedLM", "LongformerForSequenceClass
          "LongformerForMultipleChoice", "LongformerForTokenClassification", "LongformerForQuestionAnswering")
 QUERY_BLOCK = BATCHED_QUERY_BLOCK  # query rows per band block: the batched strategy's (semantics)
 OPSET = 17  # LayerNormalization is in the default domain from 17 on
-HEAD_METADATA = "longformer.head"
-
-
-def output_names(head: str, state_keys) -> list[str]:
-    """The graph's outputs for `head`, named as Hugging Face names them."""
-    if head == "LongformerModel":
-        return ["last_hidden_state"] + (["pooler_output"] if "pooler.dense.weight" in state_keys else [])
-    if head == "LongformerForQuestionAnswering":
-        return ["start_logits", "end_logits"]
-    return ["logits"]
+HEAD_METADATA = ONNX_HEAD_METADATA
 
 
 def input_names(config: LongformerConfig) -> list[str]:
