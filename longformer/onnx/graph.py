@@ -106,27 +106,24 @@ class _Graph:
 class _Builder:
     def __init__(self, config: LongformerConfig, head: str, state: Mapping[str, np.ndarray], dtype, onnx,
                  query_block: int):
-        from converters.names import BASE_PREFIX, to_format_leaf
+        from converters.formats import strip_base
+        from converters.names import BASE_PARTS, BASE_PREFIX, to_format_leaf
 
         self.config, self.head, self.g = config, head, _Graph(dtype, onnx)
         self.query_block = query_block
-        self._leaf = to_format_leaf
-        base = {k[len(BASE_PREFIX):] if k.startswith(BASE_PREFIX) else k: v for k, v in state.items()}
-        self.prefix = "" if head == "LongformerModel" else BASE_PREFIX
-        self.state = {(self.prefix + k if k.startswith(("embeddings.", "encoder.", "pooler.")) else k): v
-                      for k, v in base.items()}
+        self._leaf, self._base_parts = to_format_leaf, BASE_PARTS
+        self.state = {strip_base(k): v for k, v in state.items()}  # base-model keys without `longformer.`
+        self.prefix = "" if head == "LongformerModel" else BASE_PREFIX  # ... which the head's own names have
         self._names: dict[str, str] = {}
         self._per_window: dict[int, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ weights
-    def _key(self, key: str) -> str:
-        return self.prefix + key if key.startswith(("embeddings.", "encoder.", "pooler.")) else key
-
     def w(self, key: str) -> str:
-        """The initializer holding canonical tensor `key` (created on first use, stored as its onnx leaf)."""
-        key = self._key(key)
+        """The initializer holding tensor `key` (base-model keys without `longformer.`), created on first use and
+        named as `head` names it canonically, with its onnx leaf."""
         if key not in self._names:
-            parts, transposed = self._leaf(key, "onnx")
+            name = self.prefix + key if key.startswith(self._base_parts) else key
+            parts, transposed = self._leaf(name, "onnx")
             value = self.state[key]
             self._names[key] = self.g.weight(".".join(parts), value.T if transposed else value)
         return self._names[key]
