@@ -31,7 +31,6 @@ from .formats import (
     is_weight_file,
     nbytes,
     open_checkpoint,
-    strip_base,
     write_checkpoint,
 )
 from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
@@ -343,7 +342,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetenso
         writer = None
         if to == "onnx":
             target = head or found
-            _check_head_weights(target, found, names, config, weights)
+            _check_head_weights(target, found, {k: source.entries[v].shape for k, v in names.items()}, config,
+                                weights)
             config.extra["architectures"] = [target]
             writer = _onnx_writer(config, target, source, names, dtype or "fp32", opset, quantize)
             found = target
@@ -357,13 +357,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetenso
     return Conversion(os.path.abspath(dst), files, found, config, len(entries), total_bytes(entries), carried)
 
 
-def _check_head_weights(target: str, found: str, names: dict[str, str], config: LongformerConfig,
+def _check_head_weights(target: str, found: str, shapes: dict[str, tuple[int, ...]], config: LongformerConfig,
                         where: str) -> None:
     """An ONNX export of `target` needs every tensor of that head (no newly initialised weights in a file
     meant for deployment)."""
-    have = {strip_base(k) for k in names}
-    missing = [k for k in canonical_shapes(config, target) if strip_base(k) not in have
-               and not (strip_base(k).startswith("pooler.") and target == "LongformerModel")]
+    report = match_names(canonical_shapes(config, target), shapes, model_has_prefix=target != "LongformerModel",
+                         source=where)
+    missing = [k for k in report.missing_keys if not (target == "LongformerModel" and k.startswith("pooler."))]
     if missing:
         raise CheckpointError(f"{where} is a {found} checkpoint; it lacks {missing[:5]} of {target}, so an export "
                               f"of {target} would hold untrained weights. Export its own head (leave out --head) "
