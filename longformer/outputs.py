@@ -120,6 +120,18 @@ class LongformerQuestionAnsweringModelOutput(ModelOutput):
     global_attentions: tuple | None = None
 
 
+# Each model class's output type, by class name (the backends and longformer.onnx).
+OUTPUT_CLASSES = {
+    "LongformerModel": LongformerBaseModelOutputWithPooling,
+    "LongformerForMaskedLM": LongformerMaskedLMOutput,
+    "LongformerForSequenceClassification": LongformerSequenceClassifierOutput,
+    "LongformerForMultipleChoice": LongformerMultipleChoiceModelOutput,
+    "LongformerForTokenClassification": LongformerTokenClassifierOutput,
+    "LongformerForQuestionAnswering": LongformerQuestionAnsweringModelOutput,
+}
+# The label arguments of each head (the base model has none).
+LABEL_NAMES = {"LongformerModel": (), "LongformerForQuestionAnswering": ("start_positions", "end_positions")}
+
 # The fields every head's output carries besides the base model's encoder fields (for parity tests and tools).
 ENCODER_FIELDS = ("hidden_states", "attentions", "global_attentions")
 

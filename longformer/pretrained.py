@@ -4,12 +4,77 @@ Each backend's base class is `class LongformerPreTrainedModel(LongformerPreTrain
 
 from __future__ import annotations
 
+from typing import Any
+
+from . import inputs as pipeline
 from .config import LongformerConfig
+from .outputs import LABEL_NAMES, OUTPUT_CLASSES
 
 
 class LongformerPreTrainedMixin:
     base_model_prefix = "longformer"  # a head model keeps its LongformerModel under this attribute
     config_class = LongformerConfig
+    head_name = "LongformerModel"  # the model class this is (or derives from), by name: its rules and output type
+    label_names: tuple[str, ...] = ()
+    _ops: pipeline.Ops  # the backend's array ops for the input pipeline
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in OUTPUT_CLASSES:
+            cls.head_name = cls.__name__
+            cls.label_names = LABEL_NAMES.get(cls.__name__, ("labels",))
+
+    # ------------------------------------------------------------------ one call, the same in every backend
+    def _run(self, inputs: dict[str, Any], labels: dict[str, Any], *, output_attentions, output_hidden_states,
+             return_dict, num_global_slots, training: bool = False):
+        """Prepare the inputs (`longformer.inputs`), run `_forward` (the backend's encoder and this head, compiled
+        where the backend compiles), drop the unused global slots' columns, wrap in the head's output type."""
+        config = self.config
+        prepared = pipeline.prepare(
+            config, self._ops, self.head_name, inputs, num_global_slots,
+            output_attentions=config.output_attentions if output_attentions is None else output_attentions,
+            output_hidden_states=config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            training=training)
+        labels = {name: self._ops.tensor(value) for name, value in labels.items()}
+        out = self._forward(prepared.inputs, labels, prepared.static)
+        out = pipeline.finish_outputs(self._ops, dict(out), prepared.num_global, prepared.static.num_slots)
+        result = OUTPUT_CLASSES[self.head_name](**out)
+        return result if (config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+    # The call signatures, Hugging Face's keyword arguments: pt's `forward` and flax's `__call__` are these
+    # functions (tf's `call` adds Keras' `training` and a batch dict as the first argument).
+    def _call_base(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+                   position_ids=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
+                   return_dict=None, num_global_slots=None):
+        return self._run(dict(input_ids=input_ids, attention_mask=attention_mask,
+                              global_attention_mask=global_attention_mask, token_type_ids=token_type_ids,
+                              position_ids=position_ids, inputs_embeds=inputs_embeds), {},
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         return_dict=return_dict, num_global_slots=num_global_slots)
+
+    def _call_head(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+                   position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
+                   output_hidden_states=None, return_dict=None, num_global_slots=None):
+        return self._run(dict(input_ids=input_ids, attention_mask=attention_mask,
+                              global_attention_mask=global_attention_mask, token_type_ids=token_type_ids,
+                              position_ids=position_ids, inputs_embeds=inputs_embeds), {"labels": labels},
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         return_dict=return_dict, num_global_slots=num_global_slots)
+
+    def _call_question_answering(self, input_ids=None, attention_mask=None, global_attention_mask=None,
+                                 token_type_ids=None, position_ids=None, inputs_embeds=None, start_positions=None,
+                                 end_positions=None, output_attentions=None, output_hidden_states=None,
+                                 return_dict=None, num_global_slots=None):
+        return self._run(dict(input_ids=input_ids, attention_mask=attention_mask,
+                              global_attention_mask=global_attention_mask, token_type_ids=token_type_ids,
+                              position_ids=position_ids, inputs_embeds=inputs_embeds),
+                         {"start_positions": start_positions, "end_positions": end_positions},
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         return_dict=return_dict, num_global_slots=num_global_slots)
+
+    def _head(self, outputs: dict[str, Any], labels: dict[str, Any], static: pipeline.Static) -> dict[str, Any]:
+        """The head on the encoder's fields: its output fields (the base model: the encoder's own)."""
+        return outputs
 
     @staticmethod
     def checked_config(config: LongformerConfig) -> LongformerConfig:

@@ -170,29 +170,6 @@ GLOBAL_ON_PADDING_MESSAGE = ("global_attention_mask marks a token as global wher
                              "Padding tokens cannot be global: clear global_attention_mask there.")
 
 
-def automatic_global_attention(head: str, input_ids: np.ndarray, attention_mask: np.ndarray | None,
-                               sep_token_id: int) -> np.ndarray | None:
-    """The global_attention_mask a head uses when none is given, on host NumPy ids (`(..., sequence)`): the first
-    token for sequence classification, the question (every token before the first separator) for question
-    answering, every token after the first `</s></s>` for each multiple-choice row; never on padding. None for
-    the other heads. The tokenizer's helpers give the same masks."""
-    ids = np.asarray(input_ids)
-    positions = np.arange(ids.shape[-1])
-    if head == "LongformerForSequenceClassification":
-        mask = np.broadcast_to(positions == 0, ids.shape)
-    elif head in ("LongformerForQuestionAnswering", "LongformerForMultipleChoice"):
-        is_sep = ids == sep_token_id
-        counts = is_sep.sum(axis=-1)
-        if (counts != 3).any():
-            raise ValueError(sep_count_message(counts.reshape(-1).tolist(), sep_token_id))
-        first = np.argmax(is_sep, axis=-1)[..., None]
-        mask = positions < first if head == "LongformerForQuestionAnswering" else positions > first + 1
-    else:
-        return None
-    mask = mask.astype(np.int64)
-    return mask if attention_mask is None else mask * (np.asarray(attention_mask) != 0)
-
-
 def sep_count_message(counts: Sequence[int], sep_token_id: int) -> str:
     return (f"Automatic global attention needs exactly 3 separator tokens (id {sep_token_id}) per row, "
             f"'<s> question </s></s> context </s>'; found {list(counts)}. Pass global_attention_mask yourself.")

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from longformer import LongformerConfig, reference  # noqa: E402
-from longformer.pt.modeling import LongformerModel, LongformerSelfAttention  # noqa: E402
+from longformer import LongformerConfig, inputs, reference, semantics  # noqa: E402
+from longformer.pt.attention import global_slots  # noqa: E402
+from longformer.pt.modeling import LongformerSelfAttention  # noqa: E402
 
 
 @st.composite
@@ -50,7 +51,10 @@ def test_attention_matches_dense_reference(problem):
     B, N = mask.shape
     h = torch.randn(B, N, H, dtype=torch.float64)
     layer.double()
-    masks = LongformerModel._attention_masks(torch.as_tensor(mask))
+    merged = torch.as_tensor(mask)
+    x = int((merged == 2).sum(1).max())
+    G = semantics.num_global_slots(x, N)
+    masks = inputs.attention_masks(merged, G, global_slots)
     with torch.no_grad():
         out, probs, global_probs = layer(h, masks, output_attentions=True)
         proj = {name: getattr(layer, name)(h).view(B, N, nh, hd).numpy()
@@ -59,7 +63,6 @@ def test_attention_matches_dense_reference(problem):
     ref_out, ref_local, ref_global = reference.attention(
         proj["query"] * scale, proj["key"], proj["value"], proj["query_global"] * scale, proj["key_global"],
         proj["value_global"], mask, window // 2)
-    x, G = masks["num_global"], masks["num_slots"]
     np.testing.assert_allclose(out.numpy(), ref_out.reshape(B, N, H), atol=1e-10)
     local = torch.cat([probs[..., :x], probs[..., G:]], dim=-1).numpy()
     np.testing.assert_allclose(local, ref_local, atol=1e-12)

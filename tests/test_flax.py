@@ -98,8 +98,8 @@ def test_jit_and_eager_agree(tmp_path, head):
 def test_a_batch_shape_compiles_once(monkeypatch):
     model = make("LongformerForSequenceClassification")
     traces = []
-    original = type(model)._forward
-    monkeypatch.setattr(type(model), "_forward", lambda self, *a, **k: traces.append(1) or original(self, *a, **k))
+    original = type(model)._head
+    monkeypatch.setattr(type(model), "_head", lambda self, *a, **k: traces.append(1) or original(self, *a, **k))
     r = np.random.default_rng(0)
     for _ in range(3):
         model(r.integers(5, 99, (2, 7)))

@@ -278,12 +278,9 @@ def test_exported_saved_model_matches(tmp_path, head):
 
 def _auto_global(model, inputs):
     """The global mask a head would choose itself (the serving signature takes it explicitly)."""
-    from longformer.tf.modeling import _sep_based_global
+    from longformer.inputs import automatic_global_attention
 
-    ids = inputs["input_ids"]
-    flat = ids.reshape(-1, ids.shape[-1])
-    before = isinstance(model, ltf.LongformerForQuestionAnswering)
-    return _sep_based_global(tf.constant(flat, tf.int32), None, 2, before_sep=before).numpy().reshape(ids.shape)
+    return automatic_global_attention(type(model).__name__, inputs["input_ids"], None, 2)
 
 
 # ---------------------------------------------------------------------------------------------- distribution

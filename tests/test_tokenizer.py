@@ -124,7 +124,7 @@ def test_global_attention_helpers(both):
     assert cls[:, 0].all() and cls.sum() == len(cls)
     with pytest.raises(ValueError, match=r"exactly 3 separator tokens .* found \[0\]"):
         ours.global_attention_mask_for_question_answering(np.array([[0, 5, 6]]))
-    # the rule the models apply by themselves (semantics.automatic_global_attention): exactly three </s>
+    # the rule the models apply by themselves (inputs.automatic_global_attention): exactly three </s>
     with pytest.raises(ValueError, match=r"found \[1\]"):
         ours.global_attention_mask_for_question_answering(np.array([[0, 5, ours.sep_token_id]]))
 

@@ -5,18 +5,18 @@ parameter's path is its Hugging Face checkpoint key (`checkpoint.py` maps `kerne
 `weight`). The attention maths lives in `attention.py`; this file owns the parameters and the data flow.
 Read top to bottom: embeddings, attention, layer, encoder, base model, heads.
 
-Each call has a host part and a compiled part. The host part checks the inputs, pads them to the window and picks
-the static number of global slots (`_prepare_inputs`); the compiled part (`_forward`, under `nnx.jit`, once per
-input shape and slot count) runs the network and the loss; the host part then cuts the outputs back to the input
-length and the batch's number of global tokens. Called inside a user's `jax.jit` the host part sees tracers: value
-checks are skipped and, unless `num_global_slots` is given, every position gets a slot (correct, slower).
+Each call has a host part and a compiled part, as in every backend (`LongformerPreTrainedMixin._run`): the host part
+checks the inputs, pads them to the window and picks the static number of global slots (`longformer.inputs`); the
+compiled part (`_forward`, under `nnx.jit`, once per input shape and `Static`) runs the encoder, the head and the
+loss; the host part then drops the columns of unused global slots. Called inside a user's `jax.jit` the host part
+sees tracers: value checks are skipped and, unless `num_global_slots` is given, every position gets a slot
+(correct, slower).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from typing import Any
 
 import jax
@@ -24,26 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .. import semantics
-from .._warn import warn
+from .. import inputs, semantics
 from ..config import LongformerConfig
-from ..outputs import (
-    LongformerBaseModelOutputWithPooling,
-    LongformerMaskedLMOutput,
-    LongformerMultipleChoiceModelOutput,
-    LongformerQuestionAnsweringModelOutput,
-    LongformerSequenceClassifierOutput,
-    LongformerTokenClassifierOutput,
-    encoder_fields,
-)
+from ..outputs import OUTPUT_CLASSES, encoder_fields
 from ..pretrained import LongformerPreTrainedMixin
 from .attention import band_attention, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
 
 # Output types are pytrees here, so they pass through jax.jit / jax.grad.
-for _cls in (LongformerBaseModelOutputWithPooling, LongformerMaskedLMOutput, LongformerMultipleChoiceModelOutput,
-             LongformerQuestionAnsweringModelOutput, LongformerSequenceClassifierOutput,
-             LongformerTokenClassifierOutput):
+for _cls in OUTPUT_CLASSES.values():
     jax.tree_util.register_dataclass(_cls, data_fields=[f for f in _cls.__dataclass_fields__], meta_fields=[])
 
 # Tensor-parallel layout: mesh axis "model" splits attention heads and the FFN's inner features (column-parallel
@@ -116,17 +105,17 @@ class LongformerSelfAttention(nnx.Module):
         self.key_global = _linear(H, H, config, rngs, COLUMN)
         self.value_global = _linear(H, H, config, rngs, COLUMN)
 
-    def __call__(self, h, mask: dict[str, Any], output_attentions: bool = False):
+    def __call__(self, h, masks: inputs.AttentionMasks, output_attentions: bool = False):
         B, N, H = h.shape
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
         q = (self.query(h) * scale).reshape(B, N, nh, hd)
         k = self.key(h).reshape(B, N, nh, hd)
         v = self.value(h).reshape(B, N, nh, hd)
-        G = _num_slots(mask)
+        G = masks.slot_position.shape[1] if masks.has_global else 0
         global_k = global_v = None
         if G:  # the local keys and values of the global tokens, (B, nh, G, hd)
-            index = mask["slot_position"][:, :, None, None]
+            index = masks.slot_position[:, :, None, None]
             global_k = jnp.take_along_axis(k, index, axis=1).transpose(0, 2, 1, 3)
             global_v = jnp.take_along_axis(v, index, axis=1).transpose(0, 2, 1, 3)
         # Dropout keys drawn from the layer's nnx.Rngs stream only in training (the functions below are pure).
@@ -134,21 +123,21 @@ class LongformerSelfAttention(nnx.Module):
         train = not self.dropout.deterministic and rate > 0
         band_key, global_key = (self.dropout.rngs(), self.dropout.rngs()) if train else (None, None)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, semantics.band_block(w, self.query_block), global_k=global_k,
-            global_v=global_v, slot_valid=mask["slot_valid"], dropout=rate, dropout_key=band_key,
+            q, k, v, masks.window_key, w, semantics.band_block(w, self.query_block), global_k=global_k,
+            global_v=global_v, slot_valid=masks.slot_valid, dropout=rate, dropout_key=band_key,
             return_probs=output_attentions)
         out = context.reshape(B, N, H)
-        out = jnp.where(mask["padding"][:, :, None], 0.0, out).astype(context.dtype)  # padding attends to nothing
+        out = jnp.where(masks.padding[:, :, None], 0.0, out).astype(context.dtype)  # padding attends to nothing
         global_probs = None
         if G:
             global_context, global_probs = global_rows(
-                h, mask["slot_position"], mask["slot_valid"], ~mask["padding"], self.query_global,
+                h, masks.slot_position, masks.slot_valid, ~masks.padding, self.query_global,
                 self.key_global, self.value_global, nh, scale, dropout=rate, dropout_key=global_key)
-            out = scatter_global_rows(out, global_context.reshape(B, G, H), mask["slot_position"],
-                                      mask["slot_valid"])
+            out = scatter_global_rows(out, global_context.reshape(B, G, H), masks.slot_position,
+                                      masks.slot_valid)
         if probs is not None:
             # Rows of global tokens (their result comes from global_rows) and of padding carry no local attention.
-            probs = jnp.where((mask["is_global"] | mask["padding"])[:, None, :, None], 0.0, probs).astype(probs.dtype)
+            probs = jnp.where((masks.is_global | masks.padding)[:, None, :, None], 0.0, probs).astype(probs.dtype)
         return out, probs, global_probs
 
 
@@ -170,8 +159,8 @@ class LongformerAttention(nnx.Module):
         self.self = LongformerSelfAttention(config, layer_id, rngs)
         self.output = LongformerSelfOutput(config, rngs)
 
-    def __call__(self, h, mask, output_attentions=False):
-        out, probs, global_probs = self.self(h, mask, output_attentions)
+    def __call__(self, h, masks, output_attentions=False):
+        out, probs, global_probs = self.self(h, masks, output_attentions)
         return self.output(out, h), probs, global_probs
 
 
@@ -197,15 +186,15 @@ class LongformerLayer(nnx.Module):
         self.intermediate = LongformerIntermediate(config, rngs)
         self.output = LongformerOutput(config, rngs)
 
-    def __call__(self, h, mask, output_attentions=False):
-        a, probs, global_probs = self.attention(h, mask, output_attentions)
+    def __call__(self, h, masks, output_attentions=False):
+        a, probs, global_probs = self.attention(h, masks, output_attentions)
         # One matmul over all rows: XLA fuses the FFN and reuses its buffers (no row chunks needed, unlike eager).
         out = self.output(self.intermediate(a), a)
         return out, probs, global_probs
 
 
-def _layer_call(layer: LongformerLayer, h, mask, output_attentions):
-    return layer(h, mask, output_attentions)
+def _layer_call(layer: LongformerLayer, h, masks, output_attentions):
+    return layer(h, masks, output_attentions)
 
 
 class LongformerEncoder(nnx.Module):
@@ -213,13 +202,13 @@ class LongformerEncoder(nnx.Module):
         self.layer = nnx.List([LongformerLayer(config, i, rngs) for i in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
-    def __call__(self, h, mask, output_attentions=False, output_hidden_states=False):
+    def __call__(self, h, masks, output_attentions=False, output_hidden_states=False):
         all_hidden, all_attn, all_global = [], [], []
         run = nnx.remat(_layer_call, static_argnums=(3,)) if self.gradient_checkpointing else _layer_call
         for layer in self.layer:
             if output_hidden_states:
                 all_hidden.append(h)
-            h, probs, global_probs = run(layer, h, mask, output_attentions)
+            h, probs, global_probs = run(layer, h, masks, output_attentions)
             if output_attentions:
                 all_attn.append(probs)
                 all_global.append(global_probs)
@@ -268,121 +257,69 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
         """Write `config.json` and `model.safetensors` (Hugging Face names and layouts; tied tensors once)."""
         save_pretrained(self, save_directory)
 
-    def _run(self, inputs: dict[str, Any], labels: dict[str, Any], *, output_attentions, output_hidden_states,
-             return_dict, num_global_slots, output_class, num_choices: int | None = None):
-        """Host part, compiled part, host part (see the module docstring)."""
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        padded, n_in, x, G = _prepare_inputs(config, inputs, num_global_slots)
-        labels = {k: None if v is None else jnp.asarray(v) for k, v in labels.items()}
-        static = dict(n_in=n_in, num_slots=G, output_attentions=bool(output_attentions),
-                      output_hidden_states=bool(output_hidden_states), num_choices=num_choices)
-        forward = _jit_forward if self.use_jit else type(self)._forward
-        out = forward(self, padded, labels, **static)
-        if output_attentions:
-            # Global columns: the batch's x global tokens, not the G slots (x is known on the host).
-            out["attentions"] = tuple(jnp.concatenate([p[..., :x], p[..., G:]], axis=-1) for p in out["attentions"])
-            out["global_attentions"] = (tuple(g[..., :x] for g in out["global_attentions"]) if x else None)
-        result = output_class(**out)
-        return result if return_dict else result.to_tuple()
+    __call__ = LongformerPreTrainedMixin._call_head  # LongformerModel and question answering: their own
+
+    def _forward(self, x: inputs.ModelInputs, labels: dict[str, Any], static: inputs.Static) -> dict[str, Any]:
+        """The encoder, then this model's head: under `nnx.jit` (once per input shape and `Static`) or op by op."""
+        return (_jit_forward if self.use_jit else _encode_and_head)(self, x, labels, static)
 
 
-@partial(nnx.jit, static_argnames=("n_in", "num_slots", "output_attentions", "output_hidden_states",
-                                   "num_choices"))
-def _jit_forward(model, inputs, labels, n_in, num_slots, output_attentions, output_hidden_states, num_choices):
-    return model._forward(inputs, labels, n_in=n_in, num_slots=num_slots, output_attentions=output_attentions,
-                          output_hidden_states=output_hidden_states, num_choices=num_choices)
+def _encode_and_head(model, x, labels, static):
+    return model._head(model._base().encode(x, static), labels, static)
+
+
+_jit_forward = nnx.jit(_encode_and_head, static_argnums=(3,))
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _is_traced(*arrays) -> bool:
-    return any(isinstance(a, jax.core.Tracer) for a in arrays)
+class JaxOps(inputs.Ops):
+    """JAX's array ops for the input pipeline (`longformer.inputs`)."""
+
+    int_dtype = jnp.int32
+
+    def tensor(self, x):
+        """jax arrays as they are; anything else as a NumPy array of its own dtype (an int64 id stays int64 until
+        the checks have seen it: jax would wrap it to int32)."""
+        return x if x is None or isinstance(x, jax.Array) else np.asarray(x)
+
+    def is_traced(self, t) -> bool:
+        return isinstance(t, jax.core.Tracer)
+
+    def cast(self, t, dtype):
+        return jnp.asarray(t, dtype)
+
+    def full(self, like, shape, value, dtype):
+        return jnp.full(shape, value, dtype)
+
+    def pad_right(self, t, pad, value=0):
+        return jnp.pad(t, [(0, 0), (0, pad)] + [(0, 0)] * (t.ndim - 2), constant_values=value)
+
+    def minimum(self, a, b):
+        return jnp.minimum(a, b)
+
+    def cumsum(self, t, axis):
+        return jnp.cumsum(t, axis=axis)
+
+    def arange(self, like, start, stop):
+        return jnp.arange(start, stop)
+
+    def broadcast_to(self, t, shape):
+        return jnp.broadcast_to(t, shape)
+
+    def sum(self, t, axis):
+        return jnp.sum(t, axis=axis)
+
+    def argmax(self, t, axis):
+        return jnp.argmax(t, axis=axis)
+
+    def concat(self, tensors, axis):
+        return jnp.concatenate(tensors, axis=axis)
+
+    def transpose_last(self, t):
+        return jnp.swapaxes(t, -1, -2)
 
 
-def _as_array(x, dtype=None):
-    """jax arrays as they are; anything else as a NumPy array of its own dtype (an int64 id stays int64 until the
-    checks have seen it: jax would wrap it to int32)."""
-    if x is None:
-        return None
-    if isinstance(x, jax.Array):
-        return x if dtype is None else x.astype(dtype)
-    return np.asarray(x) if dtype is None else jnp.asarray(np.asarray(x), dtype=dtype)
-
-
-def _check_inputs(config: LongformerConfig, inputs: dict[str, Any]) -> None:
-    """The shared input rules on this batch: dtypes always, values where they are known (not while tracing)."""
-    given = {k: v for k, v in inputs.items() if v is not None}
-    semantics.check_input_dtypes({k: np.dtype(v.dtype).kind for k, v in given.items()})
-    semantics.check_input_values(config, **{k: np.asarray(v) for k, v in given.items() if not _is_traced(v)})
-
-
-def _position_ids(config: LongformerConfig, input_ids, position_ids, B: int, N: int) -> jax.Array:
-    pad = config.pad_token_id
-    if position_ids is None:
-        if input_ids is not None:
-            real = (input_ids != pad).astype(jnp.int32)
-            position_ids = jnp.cumsum(real, axis=1) * real + pad
-        else:
-            position_ids = jnp.broadcast_to(jnp.arange(pad + 1, N + pad + 1)[None, :], (B, N))
-    if not _is_traced(position_ids):
-        high = int(position_ids.max())
-        if high >= config.max_position_embeddings:
-            raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
-    return position_ids
-
-
-def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global_slots: int | None):
-    """Check, merge the masks, right-pad to a multiple of the largest window; pick the static slot count.
-
-    Returns (padded inputs for `_forward`, input length, x = largest global count, G = slots)."""
-    ints = {k: _as_array(inputs.get(k)) for k in ("input_ids", "attention_mask", "global_attention_mask",
-                                                  "token_type_ids", "position_ids")}
-    _check_inputs(config, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
-    input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-        None if t is None else jnp.asarray(t, jnp.int32) for t in ints.values())
-    inputs_embeds = _as_array(inputs.get("inputs_embeds"))
-    B, n_in = semantics.check_input_shapes(
-        input_ids=None if input_ids is None else input_ids.shape,
-        inputs_embeds=None if inputs_embeds is None else inputs_embeds.shape,
-        attention_mask=None if attention_mask is None else attention_mask.shape,
-        global_attention_mask=None if global_attention_mask is None else global_attention_mask.shape,
-        token_type_ids=None if token_type_ids is None else token_type_ids.shape,
-        position_ids=None if position_ids is None else position_ids.shape,
-        hidden_size=config.hidden_size)
-
-    # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
-    merged = jnp.ones((B, n_in), jnp.int32) if attention_mask is None else attention_mask
-    if global_attention_mask is not None:
-        merged = jnp.minimum(merged * (global_attention_mask + 1), 2)
-    pad = semantics.padding_length(n_in, config.max_attention_window)
-    N = n_in + pad
-
-    def right_pad(t, value=0):
-        return None if t is None else jnp.pad(t, [(0, 0), (0, pad)] + [(0, 0)] * (t.ndim - 2), constant_values=value)
-
-    input_ids = right_pad(input_ids, config.pad_token_id)
-    position_ids = right_pad(position_ids, config.pad_token_id)
-    # Padding rows are masked everywhere, so their content never reaches an output.
-    inputs_embeds = right_pad(inputs_embeds)
-    token_type_ids = jnp.zeros((B, N), jnp.int32) if token_type_ids is None else right_pad(token_type_ids)
-    merged = right_pad(merged)
-    position_ids = _position_ids(config, input_ids, position_ids, B, N)
-
-    # The number of global slots is a shape: read it here, on the host.
-    if _is_traced(merged):
-        x = G = semantics.traced_global_slots(num_global_slots, N, global_attention_mask is not None)
-    else:
-        x = int((merged == 2).sum(axis=1).max())
-        G = semantics.num_global_slots(x, N, num_global_slots)
-    padded = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "token_type_ids": token_type_ids,
-              "position_ids": position_ids, "merged_mask": merged}
-    return padded, n_in, x, G
-
-
-def _num_slots(mask: dict[str, Any]) -> int:
-    return 0 if mask["slot_position"] is None else mask["slot_position"].shape[1]
+LongformerPreTrainedModel._ops = JaxOps()
 
 
 # ---------------------------------------------------------------------------------------------- base model
@@ -395,44 +332,15 @@ class LongformerModel(LongformerPreTrainedModel):
         self.encoder = LongformerEncoder(config, rngs)
         self.pooler = LongformerPooler(config, rngs) if add_pooling_layer else None
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                 position_ids=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-                 return_dict=None, num_global_slots=None):
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                      token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
-        return self._run(inputs, {}, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                         return_dict=return_dict, num_global_slots=num_global_slots,
-                         output_class=LongformerBaseModelOutputWithPooling)
+    __call__ = LongformerPreTrainedMixin._call_base
 
-    def _forward(self, inputs, labels, **static):
-        return self.encode(inputs, **static)
-
-    def encode(self, inputs, *, n_in, num_slots, output_attentions, output_hidden_states, **_):
-        """The traced forward of the base model on padded inputs: its output fields, cut to the input length."""
-        h = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], inputs["position_ids"],
-                            inputs["inputs_embeds"])
-        mask = self._attention_masks(inputs["merged_mask"], num_slots)
-        h, all_hidden, all_attn, all_global = self.encoder(h, mask, output_attentions, output_hidden_states)
-        # Cut back to the input length (global attentions keep the padded length, as Hugging Face's do).
-        h = h[:, :n_in]
-        out = {"last_hidden_state": h, "pooler_output": self.pooler(h) if self.pooler is not None else None,
-               "hidden_states": tuple(t[:, :n_in] for t in all_hidden) if output_hidden_states else None,
-               "attentions": None, "global_attentions": None}
-        if output_attentions:
-            out["attentions"] = tuple(p[:, :, :n_in] for p in all_attn)
-            if num_slots:
-                out["global_attentions"] = tuple(jnp.swapaxes(g, -1, -2) for g in all_global)
-        return out
-
-    @staticmethod
-    def _attention_masks(merged: jax.Array, num_slots: int) -> dict[str, Any]:
-        """Everything the layers need about which token is padding, local or global (computed once)."""
-        is_global = merged == 2
-        slot_position = slot_valid = None
-        if num_slots:
-            slot_position, slot_valid = global_slots(is_global, num_slots)
-        return {"padding": merged == 0, "is_global": is_global, "window_key": merged == 1,
-                "slot_position": slot_position, "slot_valid": slot_valid}
+    def encode(self, x: inputs.ModelInputs, static: inputs.Static) -> dict[str, Any]:
+        """The base model on padded inputs: its output fields, cut to the input length."""
+        h = self.embeddings(x.input_ids, x.token_type_ids, x.position_ids, x.inputs_embeds)
+        masks = inputs.attention_masks(x.merged_mask, static.num_slots, global_slots)
+        h, all_hidden, all_attn, all_global = self.encoder(h, masks, static.output_attentions,
+                                                           static.output_hidden_states)
+        return inputs.encoder_outputs(self._ops, static, h, self.pooler, all_hidden, all_attn, all_global)
 
 
 # ---------------------------------------------------------------------------------------------- heads
@@ -473,17 +381,7 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
         keys = ("lm_head.decoder.bias",)
         return ("lm_head.decoder.weight", *keys) if self.config.tie_word_embeddings else keys
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None, num_global_slots=None):
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                      token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
-        return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, output_class=LongformerMaskedLMOutput)
-
-    def _forward(self, inputs, labels, **static):
-        outputs = self.longformer.encode(inputs, **static)
+    def _head(self, outputs, labels, static):
         logits = self.lm_head(outputs["last_hidden_state"], self.longformer.embeddings.word_embeddings)
         loss = (None if labels["labels"] is None
                 else _loss_from_logits(logits, labels["labels"], self.config.vocab_size))
@@ -504,28 +402,6 @@ class LongformerClassificationHead(nnx.Module):
         return self.out_proj(x)
 
 
-def _first_token_global(input_ids, inputs_embeds, attention_mask) -> jax.Array:
-    """Sequence classification: global attention on the first token (`<s>`), unless it is padding."""
-    ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
-    mask = jnp.zeros(ref.shape[:2], jnp.int32).at[:, 0].set(1)
-    return mask if attention_mask is None else mask * (attention_mask != 0)
-
-
-def _sep_based_global(input_ids, attention_mask, sep_token_id: int, before_sep: bool) -> jax.Array:
-    """Question answering (before_sep): global on every token before the first separator.
-    Multiple choice (not before_sep): global on every token after the first `</s></s>` pair.
-    Both need exactly three separators per row (`<s> A </s></s> B </s>`)."""
-    is_sep = input_ids == sep_token_id
-    counts = is_sep.sum(axis=1)
-    if not _is_traced(counts) and bool((counts != 3).any()):
-        raise ValueError(semantics.sep_count_message(np.asarray(counts).tolist(), sep_token_id))
-    first_sep = jnp.argmax(is_sep.astype(jnp.int32), axis=1)[:, None]
-    positions = jnp.arange(input_ids.shape[1])[None, :]
-    mask = (positions < first_sep) if before_sep else (positions > first_sep + 1)
-    mask = mask.astype(jnp.int32)
-    return mask if attention_mask is None else mask * (attention_mask != 0)
-
-
 class LongformerForSequenceClassification(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig, *, rngs: nnx.Rngs | None = None, use_jit: bool = True):
         super().__init__(config, use_jit=use_jit)
@@ -534,34 +410,13 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         self.longformer = LongformerModel(config, add_pooling_layer=False, rngs=rngs, use_jit=use_jit)
         self.classifier = LongformerClassificationHead(config, rngs)
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None, num_global_slots=None):
-        input_ids, inputs_embeds = _as_array(input_ids), _as_array(inputs_embeds)
-        attention_mask = _as_array(attention_mask)
-        if global_attention_mask is None and (input_ids is not None or inputs_embeds is not None):
-            global_attention_mask = _first_token_global(input_ids, inputs_embeds, attention_mask)
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                      token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
-        return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, output_class=LongformerSequenceClassifierOutput)
-
-    def _forward(self, inputs, labels, **static):
-        outputs = self.longformer.encode(inputs, **static)
+    def _head(self, outputs, labels, static):
         logits = self.classifier(outputs["last_hidden_state"])
         loss = None if labels["labels"] is None else self._loss(logits, labels["labels"])
         return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
     def _loss(self, logits, labels):
-        problem = self.config.problem_type
-        if problem is None:
-            if self.num_labels == 1:
-                problem = "regression"
-            elif jnp.issubdtype(labels.dtype, jnp.integer):
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
+        problem = inputs.problem_type(self.config, self.num_labels, jnp.issubdtype(labels.dtype, jnp.integer))
         logits = logits.astype(jnp.float32)
         if problem == "regression":
             if self.num_labels == 1:
@@ -581,38 +436,9 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
         self.classifier = _linear(config.hidden_size, 1, config, rngs)
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None, num_global_slots=None):
-        input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-            _as_array(t) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids))
-        inputs_embeds = _as_array(inputs_embeds)
-        ref = input_ids if input_ids is not None else inputs_embeds
-        if ref is None or ref.ndim != (3 if input_ids is not None else 4):
-            raise ValueError("Multiple choice inputs must have shape (batch, num_choices, sequence) "
-                             f"(inputs_embeds: (..., hidden)), got {None if ref is None else tuple(ref.shape)}.")
-        num_choices = ref.shape[1]
-
-        def flat(t, dims=2):
-            return None if t is None else t.reshape(-1, *t.shape[dims:])
-
-        flat_ids, flat_mask = flat(input_ids), flat(attention_mask)
-        flat_global = flat(global_attention_mask)
-        if flat_global is None and flat_ids is not None:
-            # Global attention on every token after the first </s></s> pair of each choice.
-            flat_global = _sep_based_global(flat_ids, flat_mask, self.config.sep_token_id, before_sep=False)
-        inputs = dict(input_ids=flat_ids, attention_mask=flat_mask, global_attention_mask=flat_global,
-                      token_type_ids=flat(token_type_ids), position_ids=flat(position_ids),
-                      inputs_embeds=flat(inputs_embeds))
-        return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, output_class=LongformerMultipleChoiceModelOutput,
-                         num_choices=num_choices)
-
-    def _forward(self, inputs, labels, *, num_choices, **static):
-        outputs = self.longformer.encode(inputs, **static)
-        logits = self.classifier(self.dropout(outputs["pooler_output"])).reshape(-1, num_choices)
-        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], num_choices)
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(self.dropout(outputs["pooler_output"])).reshape(-1, static.num_choices)
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], static.num_choices)
         return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
@@ -625,17 +451,7 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
         self.classifier = _linear(config.hidden_size, config.num_labels, config, rngs)
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                 position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                 output_hidden_states=None, return_dict=None, num_global_slots=None):
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                      token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
-        return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, output_class=LongformerTokenClassifierOutput)
-
-    def _forward(self, inputs, labels, **static):
-        outputs = self.longformer.encode(inputs, **static)
+    def _head(self, outputs, labels, static):
         logits = self.classifier(self.dropout(outputs["last_hidden_state"]))
         loss = (None if labels["labels"] is None
                 else _loss_from_logits(logits, labels["labels"], self.num_labels))
@@ -652,27 +468,9 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
         self.longformer = LongformerModel(config, add_pooling_layer=False, rngs=rngs, use_jit=use_jit)
         self.qa_outputs = _linear(config.hidden_size, config.num_labels, config, rngs)
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                 position_ids=None, inputs_embeds=None, start_positions=None, end_positions=None,
-                 output_attentions=None, output_hidden_states=None, return_dict=None, num_global_slots=None):
-        input_ids, attention_mask = _as_array(input_ids), _as_array(attention_mask)
-        if global_attention_mask is None:
-            if input_ids is None:
-                warn("No global_attention_mask and no input_ids to find the question: running without "
-                     "global attention.")
-            else:
-                # Global attention on <s> and the question (everything before the first </s>).
-                global_attention_mask = _sep_based_global(input_ids, attention_mask, self.config.sep_token_id,
-                                                          before_sep=True)
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                      token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
-        labels = {"start_positions": start_positions, "end_positions": end_positions}
-        return self._run(inputs, labels, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, output_class=LongformerQuestionAnsweringModelOutput)
+    __call__ = LongformerPreTrainedMixin._call_question_answering
 
-    def _forward(self, inputs, labels, **static):
-        outputs = self.longformer.encode(inputs, **static)
+    def _head(self, outputs, labels, static):
         logits = self.qa_outputs(outputs["last_hidden_state"])
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None

@@ -16,29 +16,15 @@ import numpy as np
 
 from converters.checkpoint import ONNX_WEIGHTS
 
+from .. import inputs as pipeline
 from .. import semantics
 from .._frameworks import require
 from ..config import LongformerConfig
-from ..outputs import (
-    LongformerBaseModelOutputWithPooling,
-    LongformerMaskedLMOutput,
-    LongformerMultipleChoiceModelOutput,
-    LongformerQuestionAnsweringModelOutput,
-    LongformerSequenceClassifierOutput,
-    LongformerTokenClassifierOutput,
-)
+from ..outputs import OUTPUT_CLASSES
 from .graph import HEAD_METADATA, HEADS, OPSET, build_model, input_names
 
 EXTERNAL_DATA = ONNX_WEIGHTS + ".data"
 PROTOBUF_LIMIT = 2**31 - 2**24  # bytes a single protobuf may hold, less room for the graph itself
-OUTPUT_CLASSES = {
-    "LongformerModel": LongformerBaseModelOutputWithPooling,
-    "LongformerForMaskedLM": LongformerMaskedLMOutput,
-    "LongformerForSequenceClassification": LongformerSequenceClassifierOutput,
-    "LongformerForMultipleChoice": LongformerMultipleChoiceModelOutput,
-    "LongformerForTokenClassification": LongformerTokenClassifierOutput,
-    "LongformerForQuestionAnswering": LongformerQuestionAnsweringModelOutput,
-}
 
 
 def export(config: LongformerConfig, head: str, state: Mapping[str, np.ndarray], folder: str | os.PathLike, *,
@@ -123,19 +109,17 @@ class LongformerOnnxModel:
                  return_dict: bool = True):
         cfg = self.config
         choices = self.head == "LongformerForMultipleChoice"
-        given = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "global_attention_mask": global_attention_mask, "token_type_ids": token_type_ids}
-        given = {k: np.asarray(v) for k, v in given.items() if v is not None}
-        semantics.check_input_dtypes({k: v.dtype.kind for k, v in given.items()})
-        ids = given["input_ids"]
-        if choices and ids.ndim != 3:
-            raise ValueError(f"Multiple choice inputs must have shape (batch, num_choices, sequence), got {ids.shape}.")
-        flat = {k: v.reshape(-1, v.shape[-1]) if choices and v.ndim == 3 else v for k, v in given.items()}
-        semantics.check_input_shapes(
-            input_ids=flat["input_ids"].shape, inputs_embeds=None, hidden_size=cfg.hidden_size,
-            **{k: (flat[k].shape if k in flat else None) for k in ("attention_mask", "global_attention_mask",
-                                                                    "token_type_ids")}, position_ids=None)
-        semantics.check_input_values(cfg, **flat)
+        given = {name: None for name in pipeline.INPUT_NAMES}
+        ids = np.asarray(input_ids)
+        given.update(input_ids=ids, attention_mask=attention_mask,
+                     global_attention_mask=global_attention_mask, token_type_ids=token_type_ids)
+        given = {k: None if v is None else np.asarray(v) for k, v in given.items()}
+        if choices:
+            given, _ = pipeline.flatten_choices(pipeline.NUMPY, given)
+        flat = {k: v for k, v in given.items() if v is not None}
+        pipeline.check_inputs(cfg, pipeline.NUMPY, flat)
+        semantics.check_input_shapes(**{k: None if v is None else v.shape for k, v in given.items()},
+                                     hidden_size=cfg.hidden_size)
         rows, n = flat["input_ids"].shape
         if n > semantics.max_tokens(cfg):
             raise ValueError(semantics.positions_too_long_message(n + cfg.pad_token_id, cfg.max_position_embeddings,
@@ -143,8 +127,8 @@ class LongformerOnnxModel:
         mask = flat.get("attention_mask", np.ones((rows, n), np.int64))
         glob = flat.get("global_attention_mask")
         if glob is None:
-            glob = semantics.automatic_global_attention(self.head, flat["input_ids"], flat.get("attention_mask"),
-                                                        cfg.sep_token_id)
+            glob = pipeline.automatic_global_attention(self.head, flat["input_ids"], flat.get("attention_mask"),
+                                                       cfg.sep_token_id)
         if glob is None:
             glob = np.zeros((rows, n), np.int64)
         feed = {"input_ids": flat["input_ids"], "attention_mask": mask, "global_attention_mask": glob}

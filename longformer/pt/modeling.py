@@ -16,17 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .. import semantics
-from .._warn import warn
+from .. import inputs, semantics
 from ..config import LongformerConfig
-from ..outputs import (
-    LongformerBaseModelOutputWithPooling,
-    LongformerMaskedLMOutput,
-    LongformerMultipleChoiceModelOutput,
-    LongformerQuestionAnsweringModelOutput,
-    LongformerSequenceClassifierOutput,
-    LongformerTokenClassifierOutput,
-)
+from ..outputs import encoder_fields
 from ..pretrained import LongformerPreTrainedMixin
 from .attention import band_attention, global_rows, global_slots, scatter_global_rows
 from .checkpoint import load_pretrained, save_pretrained
@@ -91,35 +83,35 @@ class LongformerSelfAttention(nn.Module):
         self.key_global = nn.Linear(H, H)
         self.value_global = nn.Linear(H, H)
 
-    def forward(self, h, mask: dict[str, Any], output_attentions: bool = False):
+    def forward(self, h, masks: inputs.AttentionMasks, output_attentions: bool = False):
         B, N, H = h.shape
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
         q = linear(self.query, h).mul_(scale).view(B, N, nh, hd)  # in place: addmm keeps no output for backward
         k = linear(self.key, h).view(B, N, nh, hd)
         v = linear(self.value, h).view(B, N, nh, hd)
-        G = mask["num_slots"]
+        G = masks.slot_position.shape[1] if masks.has_global else 0
         global_k = global_v = None
         if G:  # the local keys and values of the global tokens, (B, nh, G, hd)
-            index = mask["slot_position"][:, :, None, None].expand(B, G, nh, hd)
+            index = masks.slot_position[:, :, None, None].expand(B, G, nh, hd)
             global_k = torch.gather(k, 1, index).transpose(1, 2)
             global_v = torch.gather(v, 1, index).transpose(1, 2)
         context, probs = band_attention(
-            q, k, v, mask["window_key"], w, semantics.rows_per_step(N, self.query_block), global_k=global_k,
-            global_v=global_v, slot_valid=mask["slot_valid"], dropout=self.dropout, training=self.training,
+            q, k, v, masks.window_key, w, semantics.rows_per_step(N, self.query_block), global_k=global_k,
+            global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout, training=self.training,
             return_probs=output_attentions)
         out = context.reshape(B, N, H)
-        out = out.masked_fill_(mask["padding"][:, :, None], 0.0)  # padding rows attend to nothing (out is ours)
+        out = out.masked_fill_(masks.padding[:, :, None], 0.0)  # padding rows attend to nothing (out is ours)
         global_probs = None
         if G:
             global_context, global_probs = global_rows(
-                h, mask["slot_position"], mask["slot_valid"], ~mask["padding"], self.query_global,
+                h, masks.slot_position, masks.slot_valid, ~masks.padding, self.query_global,
                 self.key_global, self.value_global, nh, scale, dropout=self.dropout, training=self.training)
-            out = scatter_global_rows(out, global_context.reshape(B, G, H), mask["slot_position"],
-                                      mask["slot_valid"])
+            out = scatter_global_rows(out, global_context.reshape(B, G, H), masks.slot_position,
+                                      masks.slot_valid)
         if probs is not None:
             # Rows of global tokens (their result comes from global_rows) and of padding carry no local attention.
-            probs = probs.masked_fill((mask["is_global"] | mask["padding"])[:, None, :, None], 0.0)
+            probs = probs.masked_fill((masks.is_global | masks.padding)[:, None, :, None], 0.0)
         return out, probs, global_probs
 
 
@@ -143,8 +135,8 @@ class LongformerAttention(nn.Module):
         self.self = LongformerSelfAttention(config, layer_id)
         self.output = LongformerSelfOutput(config)
 
-    def forward(self, h, mask, output_attentions=False):
-        out, probs, global_probs = self.self(h, mask, output_attentions)
+    def forward(self, h, masks, output_attentions=False):
+        out, probs, global_probs = self.self(h, masks, output_attentions)
         return self.output(out, h), probs, global_probs
 
 
@@ -172,8 +164,8 @@ class LongformerLayer(nn.Module):
         self.intermediate = LongformerIntermediate(config)
         self.output = LongformerOutput(config)
 
-    def forward(self, h, mask, output_attentions=False):
-        a, probs, global_probs = self.attention(h, mask, output_attentions)
+    def forward(self, h, masks, output_attentions=False):
+        a, probs, global_probs = self.attention(h, masks, output_attentions)
         # The feed-forward network is row-wise: run it on slices of the sequence so that its (N, 4H) activations
         # never exist whole (less memory, and temporaries small enough for the allocator to reuse).
         rows = semantics.rows_per_step(a.shape[1], semantics.FEED_FORWARD_ROWS)
@@ -188,15 +180,15 @@ class LongformerEncoder(nn.Module):
         self.layer = nn.ModuleList(LongformerLayer(config, i) for i in range(config.num_hidden_layers))
         self.gradient_checkpointing = False
 
-    def forward(self, h, mask, output_attentions=False, output_hidden_states=False):
+    def forward(self, h, masks, output_attentions=False, output_hidden_states=False):
         all_hidden, all_attn, all_global = [], [], []
         for layer in self.layer:
             if output_hidden_states:
                 all_hidden.append(h)
             if self.gradient_checkpointing and self.training:
-                h, probs, global_probs = checkpoint(layer, h, mask, output_attentions, use_reentrant=False)
+                h, probs, global_probs = checkpoint(layer, h, masks, output_attentions, use_reentrant=False)
             else:
-                h, probs, global_probs = layer(h, mask, output_attentions)
+                h, probs, global_probs = layer(h, masks, output_attentions)
             if output_attentions:
                 all_attn.append(probs)
                 all_global.append(global_probs)
@@ -270,47 +262,74 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
         """Write `config.json` and `model.safetensors` (Hugging Face names; tied tensors stored once)."""
         save_pretrained(self, save_directory)
 
+    forward = LongformerPreTrainedMixin._call_head  # LongformerModel and question answering: their own
+
+    def _forward(self, x: inputs.ModelInputs, labels: dict[str, Any], static: inputs.Static) -> dict[str, Any]:
+        """The encoder, then this model's head (eagerly, or inside the caller's torch.compile)."""
+        return self._head(self._base().encode(x, static), labels, static)
+
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _check_inputs(config: LongformerConfig, inputs: dict[str, torch.Tensor | None]) -> None:
-    """The shared input rules on this batch: dtypes always, values unless compiling (they need the data)."""
-    given = {k: t for k, t in inputs.items() if t is not None}
-    semantics.check_input_dtypes({k: _kind(t) for k, t in given.items()})
-    if torch.compiler.is_compiling():
-        return
-    semantics.check_input_values(config, **{k: (t.detach().float() if t.is_floating_point() else t.detach())
-                                            .cpu().numpy() for k, t in given.items()})
+class TorchOps(inputs.Ops):
+    """PyTorch's array ops for the input pipeline (`longformer.inputs`)."""
+
+    int_dtype = torch.int64
+
+    def tensor(self, x):
+        """A tensor of the input's own dtype (NumPy int64 stays int64, a float stays float)."""
+        return x if x is None or isinstance(x, torch.Tensor) else torch.as_tensor(x)
+
+    def kind(self, t) -> str:
+        if t.dtype == torch.bool:
+            return "b"
+        if t.is_floating_point():
+            return "f"
+        return "c" if t.is_complex() else "u" if t.dtype == torch.uint8 else "i"
+
+    def is_traced(self, t) -> bool:
+        return torch.compiler.is_compiling()
+
+    def numpy(self, t):
+        return (t.detach().float() if t.is_floating_point() else t.detach()).cpu().numpy()
+
+    def cast(self, t, dtype):
+        return t.to(dtype)
+
+    def full(self, like, shape, value, dtype):
+        return torch.full(shape, value, dtype=dtype, device=like.device)
+
+    def pad_right(self, t, pad, value=0):
+        return F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad), value=value)
+
+    def reshape(self, t, shape):
+        return t.reshape(shape)
+
+    def minimum(self, a, b):
+        return a.clamp(max=b)
+
+    def cumsum(self, t, axis):
+        return torch.cumsum(t, dim=axis)
+
+    def arange(self, like, start, stop):
+        return torch.arange(start, stop, device=like.device)
+
+    def broadcast_to(self, t, shape):
+        return t.expand(shape)
+
+    def sum(self, t, axis):
+        return t.sum(dim=axis)
+
+    def argmax(self, t, axis):
+        return torch.argmax(t, dim=axis)
+
+    def concat(self, tensors, axis):
+        return torch.cat(tensors, dim=axis)
+
+    def transpose_last(self, t):
+        return t.transpose(-1, -2)
 
 
-def _kind(t: torch.Tensor) -> str:
-    """The NumPy dtype kind of a tensor's dtype ('b', 'i', 'u', 'f', 'c')."""
-    if t.dtype == torch.bool:
-        return "b"
-    if t.is_floating_point():
-        return "f"
-    return "c" if t.is_complex() else "u" if t.dtype == torch.uint8 else "i"
-
-
-def _position_ids(config: LongformerConfig, input_ids, position_ids, B: int, N: int, device) -> torch.Tensor:
-    pad = config.pad_token_id
-    if position_ids is None:
-        if input_ids is not None:
-            real = (input_ids != pad).to(torch.int64)
-            position_ids = torch.cumsum(real, dim=1) * real + pad
-        else:
-            position_ids = torch.arange(pad + 1, N + pad + 1, device=device)[None, :].expand(B, N)
-    if not torch.compiler.is_compiling():
-        high = int(position_ids.max())
-        if high >= config.max_position_embeddings:
-            raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
-    return position_ids
-
-
-def _as_tensor(x):
-    """A tensor of the input's own dtype (NumPy int64 stays int64, a float stays float: checks see what was given)."""
-    if x is None or isinstance(x, torch.Tensor):
-        return x
-    return torch.as_tensor(x)
+LongformerPreTrainedModel._ops = TorchOps()
 
 
 # ---------------------------------------------------------------------------------------------- base model
@@ -325,91 +344,15 @@ class LongformerModel(LongformerPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, num_global_slots=None):
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        ints = dict(input_ids=_as_tensor(input_ids), attention_mask=_as_tensor(attention_mask),
-                    global_attention_mask=_as_tensor(global_attention_mask), token_type_ids=_as_tensor(token_type_ids),
-                    position_ids=_as_tensor(position_ids))
-        inputs_embeds = _as_tensor(inputs_embeds)
-        _check_inputs(config, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
-        input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-            None if t is None else t.to(torch.int64) for t in ints.values())
+    forward = LongformerPreTrainedMixin._call_base
 
-        B, n_in = semantics.check_input_shapes(
-            input_ids=None if input_ids is None else input_ids.shape,
-            inputs_embeds=None if inputs_embeds is None else inputs_embeds.shape,
-            attention_mask=None if attention_mask is None else attention_mask.shape,
-            global_attention_mask=None if global_attention_mask is None else global_attention_mask.shape,
-            token_type_ids=None if token_type_ids is None else token_type_ids.shape,
-            position_ids=None if position_ids is None else position_ids.shape,
-            hidden_size=config.hidden_size)
-        device = self.device
-
-        # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
-        if attention_mask is None:
-            attention_mask = torch.ones(B, n_in, dtype=torch.int64, device=device)
-        merged = attention_mask.to(torch.int64)
-        if global_attention_mask is not None:
-            merged = (merged * (global_attention_mask + 1)).clamp_(max=2)
-        pad = semantics.padding_length(n_in, config.max_attention_window)
-        N = n_in + pad
-        if input_ids is not None:
-            input_ids = F.pad(input_ids, (0, pad), value=config.pad_token_id)
-        if position_ids is not None:
-            position_ids = F.pad(position_ids, (0, pad), value=config.pad_token_id)
-        if inputs_embeds is not None:
-            # Padding rows are masked everywhere, so their content never reaches an output.
-            inputs_embeds = F.pad(inputs_embeds, (0, 0, 0, pad))
-        token_type_ids = (torch.zeros(B, N, dtype=torch.int64, device=device) if token_type_ids is None
-                          else F.pad(token_type_ids, (0, pad)))
-        merged = F.pad(merged, (0, pad))
-        position_ids = _position_ids(config, input_ids, position_ids, B, N, device)
-
-        h = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask = self._attention_masks(merged, num_global_slots, global_attention_mask is not None)
-        h, all_hidden, all_attn, all_global = self.encoder(h, mask, output_attentions, output_hidden_states)
-
-        # Cut back to the input length (global attentions keep the padded length, as Hugging Face's do).
-        h = h[:, :n_in]
-        pooled = self.pooler(h) if self.pooler is not None else None
-        x = mask["num_global"]
-        hidden_states = tuple(t[:, :n_in] for t in all_hidden) if output_hidden_states else None
-        attentions = global_attentions = None
-        if output_attentions:
-            G = mask["num_slots"]
-            attentions = tuple(torch.cat([p[..., :x], p[..., G:]], dim=-1)[:, :, :n_in] for p in all_attn)
-            if x:
-                global_attentions = tuple(g[:, :, :x].transpose(-1, -2) for g in all_global)
-        out = LongformerBaseModelOutputWithPooling(
-            last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions,
-            global_attentions=global_attentions)
-        return out if return_dict else out.to_tuple()
-
-    @staticmethod
-    def _attention_masks(merged: torch.Tensor, num_global_slots: int | None = None,
-                         has_global_mask: bool = True) -> dict[str, Any]:
-        """Everything the layers need about which token is padding, local or global (computed once).
-
-        The number of global slots is a shape. Eagerly it is read from the data here, outside the layers (or
-        checked against `num_global_slots` when given); under torch.compile it must not depend on the data
-        (`semantics.traced_global_slots`)."""
-        padding = merged == 0
-        is_global = merged == 2
-        if torch.compiler.is_compiling():
-            x = G = semantics.traced_global_slots(num_global_slots, merged.shape[1], has_global_mask)
-        else:
-            x = int(is_global.sum(dim=1).max()) if is_global.numel() else 0
-            G = semantics.num_global_slots(x, merged.shape[1], num_global_slots)
-        slot_position = slot_valid = None
-        if G:
-            slot_position, slot_valid = global_slots(is_global, G)
-        return {"padding": padding, "is_global": is_global, "window_key": merged == 1, "num_global": x,
-                "num_slots": G, "slot_position": slot_position, "slot_valid": slot_valid}
+    def encode(self, x: inputs.ModelInputs, static: inputs.Static) -> dict[str, Any]:
+        """The base model on padded inputs: its output fields, cut to the input length."""
+        h = self.embeddings(x.input_ids, x.token_type_ids, x.position_ids, x.inputs_embeds)
+        masks = inputs.attention_masks(x.merged_mask, static.num_slots, global_slots)
+        h, all_hidden, all_attn, all_global = self.encoder(h, masks, static.output_attentions,
+                                                           static.output_hidden_states)
+        return inputs.encoder_outputs(self._ops, static, h, self.pooler, all_hidden, all_attn, all_global)
 
 
 # ---------------------------------------------------------------------------------------------- heads
@@ -449,19 +392,11 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, num_global_slots=None):
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
-                                  num_global_slots=num_global_slots)
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = None if labels is None else _loss_from_logits(logits, _as_tensor(labels).to(logits.device),
-                                                              self.config.vocab_size)
-        out = LongformerMaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                       attentions=outputs.attentions, global_attentions=outputs.global_attentions)
-        return out if return_dict else out.to_tuple()
+    def _head(self, outputs, labels, static):
+        logits = self.lm_head(outputs["last_hidden_state"])
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"].to(logits.device),
+                                                                        self.config.vocab_size)
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
 class LongformerClassificationHead(nn.Module):
@@ -479,29 +414,6 @@ class LongformerClassificationHead(nn.Module):
         return self.out_proj(x)
 
 
-def _first_token_global(input_ids, inputs_embeds, attention_mask) -> torch.Tensor:
-    """Sequence classification: global attention on the first token (`<s>`), unless it is padding."""
-    ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
-    mask = torch.zeros(ref.shape[:2], dtype=torch.int64, device=ref.device)
-    mask[:, 0] = 1
-    return mask if attention_mask is None else mask * (attention_mask != 0)
-
-
-def _sep_based_global(input_ids: torch.Tensor, attention_mask, sep_token_id: int, before_sep: bool) -> torch.Tensor:
-    """Question answering (before_sep): global on every token before the first separator.
-    Multiple choice (not before_sep): global on every token after the first `</s></s>` pair.
-    Both need exactly three separators per row (`<s> A </s></s> B </s>`)."""
-    is_sep = input_ids == sep_token_id
-    counts = is_sep.sum(dim=1)
-    if not torch.compiler.is_compiling() and bool((counts != 3).any()):
-        raise ValueError(semantics.sep_count_message(counts.tolist(), sep_token_id))
-    first_sep = torch.argmax(is_sep.to(torch.int64), dim=1, keepdim=True)
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
-    mask = positions < first_sep if before_sep else positions > first_sep + 1
-    mask = mask.to(torch.int64)
-    return mask if attention_mask is None else mask * (attention_mask != 0)
-
-
 class LongformerForSequenceClassification(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig):
         super().__init__(config)
@@ -510,33 +422,14 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         self.classifier = LongformerClassificationHead(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, num_global_slots=None):
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        input_ids, inputs_embeds = _as_tensor(input_ids), _as_tensor(inputs_embeds)
-        attention_mask = _as_tensor(attention_mask)
-        if global_attention_mask is None and (input_ids is not None or inputs_embeds is not None):
-            global_attention_mask = _first_token_global(input_ids, inputs_embeds, attention_mask)
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
-                                  num_global_slots=num_global_slots)
-        logits = self.classifier(outputs.last_hidden_state)
-        loss = None if labels is None else self._loss(logits, _as_tensor(labels).to(logits.device))
-        out = LongformerSequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                                 attentions=outputs.attentions,
-                                                 global_attentions=outputs.global_attentions)
-        return out if return_dict else out.to_tuple()
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(outputs["last_hidden_state"])
+        loss = None if labels["labels"] is None else self._loss(logits, labels["labels"].to(logits.device))
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
     def _loss(self, logits, labels):
-        problem = self.config.problem_type
-        if problem is None:
-            if self.num_labels == 1:
-                problem = "regression"
-            elif labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
+        problem = inputs.problem_type(self.config, self.num_labels,
+                                      not labels.is_floating_point() and labels.dtype != torch.bool)
         if problem == "regression":
             if self.num_labels == 1:
                 return F.mse_loss(logits.squeeze().float(), labels.squeeze().float())
@@ -554,36 +447,10 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, num_global_slots=None):
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-            _as_tensor(t) for t in (input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids))
-        inputs_embeds = _as_tensor(inputs_embeds)
-        ref = input_ids if input_ids is not None else inputs_embeds
-        if ref is None or ref.dim() != (3 if input_ids is not None else 4):
-            raise ValueError("Multiple choice inputs must have shape (batch, num_choices, sequence) "
-                             f"(inputs_embeds: (..., hidden)), got {None if ref is None else tuple(ref.shape)}.")
-        num_choices = ref.shape[1]
-
-        def flat(t, dims=2):
-            return None if t is None else t.reshape(-1, *t.shape[dims:])
-
-        flat_ids, flat_mask = flat(input_ids), flat(attention_mask)
-        flat_global = flat(global_attention_mask)
-        if flat_global is None and flat_ids is not None:
-            # Global attention on every token after the first </s></s> pair of each choice.
-            flat_global = _sep_based_global(flat_ids, flat_mask, self.config.sep_token_id, before_sep=False)
-        outputs = self.longformer(flat_ids, flat_mask, flat_global, flat(token_type_ids), flat(position_ids),
-                                  flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True,
-                                  num_global_slots=num_global_slots)
-        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = None if labels is None else F.cross_entropy(logits.float(), _as_tensor(labels).to(logits.device))
-        out = LongformerMultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                                  attentions=outputs.attentions,
-                                                  global_attentions=outputs.global_attentions)
-        return out if return_dict else out.to_tuple()
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(self.dropout(outputs["pooler_output"])).view(-1, static.num_choices)
+        loss = None if labels["labels"] is None else F.cross_entropy(logits.float(), labels["labels"].to(logits.device))
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
 class LongformerForTokenClassification(LongformerPreTrainedModel):
@@ -595,20 +462,11 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, num_global_slots=None):
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
-                                  num_global_slots=num_global_slots)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = None if labels is None else _loss_from_logits(logits, _as_tensor(labels).to(logits.device),
-                                                              self.num_labels)
-        out = LongformerTokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                              attentions=outputs.attentions,
-                                              global_attentions=outputs.global_attentions)
-        return out if return_dict else out.to_tuple()
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(self.dropout(outputs["last_hidden_state"]))
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"].to(logits.device),
+                                                                        self.num_labels)
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
 class LongformerForQuestionAnswering(LongformerPreTrainedModel):
@@ -621,32 +479,16 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, start_positions=None, end_positions=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, num_global_slots=None):
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        input_ids, attention_mask = _as_tensor(input_ids), _as_tensor(attention_mask)
-        if global_attention_mask is None:
-            if input_ids is None:
-                warn("No global_attention_mask and no input_ids to find the question: running without "
-                     "global attention.")
-            else:
-                # Global attention on <s> and the question (everything before the first </s>).
-                global_attention_mask = _sep_based_global(input_ids, attention_mask, self.config.sep_token_id,
-                                                          before_sep=True)
-        outputs = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                                  inputs_embeds, output_attentions, output_hidden_states, return_dict=True,
-                                  num_global_slots=num_global_slots)
-        logits = self.qa_outputs(outputs.last_hidden_state)
+    forward = LongformerPreTrainedMixin._call_question_answering
+
+    def _head(self, outputs, labels, static):
+        logits = self.qa_outputs(outputs["last_hidden_state"])
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
-        if start_positions is not None and end_positions is not None:
+        if labels["start_positions"] is not None and labels["end_positions"] is not None:
             n = start_logits.shape[1]  # positions outside the input are ignored
-            start = _as_tensor(start_positions).to(logits.device).reshape(-1).clamp(0, n)
-            end = _as_tensor(end_positions).to(logits.device).reshape(-1).clamp(0, n)
+            start = labels["start_positions"].to(logits.device).reshape(-1).clamp(0, n)
+            end = labels["end_positions"].to(logits.device).reshape(-1).clamp(0, n)
             loss = (F.cross_entropy(start_logits.float(), start, ignore_index=n)
                     + F.cross_entropy(end_logits.float(), end, ignore_index=n)) / 2
-        out = LongformerQuestionAnsweringModelOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions, global_attentions=outputs.global_attentions)
-        return out if return_dict else out.to_tuple()
+        return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **encoder_fields(outputs)}

@@ -21,18 +21,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from .. import semantics
-from .._warn import warn
+from .. import inputs, semantics
 from ..config import LongformerConfig
-from ..outputs import (
-    LongformerBaseModelOutputWithPooling,
-    LongformerMaskedLMOutput,
-    LongformerMultipleChoiceModelOutput,
-    LongformerQuestionAnsweringModelOutput,
-    LongformerSequenceClassifierOutput,
-    LongformerTokenClassifierOutput,
-    encoder_fields,
-)
+from ..outputs import encoder_fields
 from ..pretrained import LongformerPreTrainedMixin
 from .attention import (
     _dim,
@@ -120,34 +111,34 @@ class LongformerSelfAttention(keras.layers.Layer):
             dense.build((None, None, H))
         self.built = True
 
-    def call(self, h, masks: dict[str, Any], output_attentions: bool = False, training=False):
+    def call(self, h, masks: inputs.AttentionMasks, output_attentions: bool = False, training=False):
         B, N, H = _shape(h)
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
         q = tf.reshape(self.query(h) * scale, [B, N, nh, hd])
         k = tf.reshape(self.key(h), [B, N, nh, hd])
         v = tf.reshape(self.value(h), [B, N, nh, hd])
-        has_global = masks["slot_position"] is not None
+        has_global = masks.has_global
         global_k = global_v = None
         if has_global:  # the local keys and values of the global tokens, (B, nh, G, hd)
-            global_k = tf.transpose(tf.gather(k, masks["slot_position"], axis=1, batch_dims=1), [0, 2, 1, 3])
-            global_v = tf.transpose(tf.gather(v, masks["slot_position"], axis=1, batch_dims=1), [0, 2, 1, 3])
+            global_k = tf.transpose(tf.gather(k, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
+            global_v = tf.transpose(tf.gather(v, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
         context, probs = band_attention(
-            q, k, v, masks["window_key"], w, semantics.band_block(w, self.query_block), global_k=global_k,
-            global_v=global_v, slot_valid=masks["slot_valid"], dropout=self.dropout_rate, training=training,
+            q, k, v, masks.window_key, w, semantics.band_block(w, self.query_block), global_k=global_k,
+            global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate, training=training,
             return_probs=output_attentions)
         out = tf.reshape(context, [B, N, H])
-        out = tf.where(masks["padding"][:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
+        out = tf.where(masks.padding[:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
         global_probs = None
         if has_global:
             global_context, global_probs = global_rows(
-                h, masks["slot_position"], masks["slot_valid"], tf.logical_not(masks["padding"]), self.query_global,
+                h, masks.slot_position, masks.slot_valid, tf.logical_not(masks.padding), self.query_global,
                 self.key_global, self.value_global, nh, scale, dropout=self.dropout_rate, training=training)
-            out = scatter_global_rows(out, tf.reshape(global_context, [B, -1, H]), masks["slot_position"],
-                                      masks["slot_valid"])
+            out = scatter_global_rows(out, tf.reshape(global_context, [B, -1, H]), masks.slot_position,
+                                      masks.slot_valid)
         if probs is not None:
             # Rows of global tokens (their result comes from global_rows) and of padding carry no local attention.
-            probs = tf.where((masks["is_global"] | masks["padding"])[:, None, :, None], tf.zeros((), probs.dtype), probs)
+            probs = tf.where((masks.is_global | masks.padding)[:, None, :, None], tf.zeros((), probs.dtype), probs)
         return out, probs, global_probs
 
 
@@ -285,10 +276,6 @@ def _shape(x: tf.Tensor):
 
 
 # ---------------------------------------------------------------------------------------------- base classes
-INPUT_NAMES = ("input_ids", "attention_mask", "global_attention_mask", "token_type_ids", "position_ids",
-               "inputs_embeds")
-
-
 def _our_errors(call):
     """Input errors reach the user as we raised them: Keras re-raises an exception marked as already annotated
     unchanged, instead of a copy whose message is wrapped in an argument dump."""
@@ -305,9 +292,6 @@ def _our_errors(call):
 
 class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
     """Input handling, Keras training/serving hooks, checkpoint loading and saving shared by every class below."""
-
-    label_names: tuple[str, ...] = ("labels",)
-    output_class = LongformerBaseModelOutputWithPooling
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -382,118 +366,95 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
         export.add_endpoint("serve", serve, input_signature=input_signature)
         export.write_out(filepath, verbose=verbose)
 
-    # ------------------------------------------------------------------ one forward
-    def _run(self, inputs: dict[str, Any], labels: dict[str, Any], *, output_attentions, output_hidden_states,
-             return_dict, num_global_slots, training, head):
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        base = self._base()
-        padded, n_in, x, G = _prepare_inputs(config, inputs, num_global_slots)
-        out = base.encode(padded, n_in=n_in, num_slots=G, output_attentions=bool(output_attentions),
-                          output_hidden_states=bool(output_hidden_states), training=training)
-        if output_attentions:
-            # Global columns: the batch's x global tokens, not the G slots.
-            out["attentions"] = tuple(tf.concat([p[..., :x], p[..., G:]], axis=-1) for p in out["attentions"])
-            if out["global_attentions"] is not None:
-                out["global_attentions"] = tuple(g[..., :x] for g in out["global_attentions"])
-        result = self.output_class(**head(out, {k: _as_tensor(v) for k, v in labels.items()}))
-        return result if return_dict else result.to_tuple()
+    @_our_errors
+    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
+        """Every head's call (LongformerModel and question answering have their own labels): Hugging Face's
+        keyword arguments, Keras' `training`, or a batch dict as the first argument."""
+        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
+                                                global_attention_mask=global_attention_mask,
+                                                token_type_ids=token_type_ids, position_ids=position_ids,
+                                                inputs_embeds=inputs_embeds, labels=labels))
+        labels = {"labels": kw.pop("labels")}
+        return self._run({"input_ids": input_ids, **kw}, labels, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states, return_dict=return_dict,
+                         num_global_slots=num_global_slots, training=training)
+
+    def _forward(self, x: inputs.ModelInputs, labels: dict[str, Any], static: inputs.Static) -> dict[str, Any]:
+        """The encoder, then this model's head (eagerly, or traced by tf.function / fit / export)."""
+        return self._head(self._base().encode(x, static), labels, static)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _is_symbolic(*tensors) -> bool:
-    """Graph tensors (inside tf.function, fit, a strategy): their values are unknown while tracing."""
-    return any(t is not None and tf.is_symbolic_tensor(t) for t in tensors)
+class TfOps(inputs.Ops):
+    """TensorFlow's array ops for the input pipeline (`longformer.inputs`); sizes are Python ints where the shapes
+    are static and tensors where they are not."""
 
+    int_dtype = tf.int32
 
-def _as_tensor(x, dtype=None):
-    if x is None:
-        return None
-    if isinstance(x, dict):
-        raise TypeError("Pass inputs by keyword (model(**batch)); a dict goes in as the first argument only.")
-    t = tf.convert_to_tensor(x)
-    return t if dtype is None or t.dtype == dtype else tf.cast(t, dtype)
-
-
-def _check_inputs(config: LongformerConfig, inputs: dict[str, Any]) -> None:
-    """The shared input rules on this batch: dtypes always, values on eager tensors (graphs have none yet)."""
-    given = {k: t for k, t in inputs.items() if t is not None}
-    semantics.check_input_dtypes({k: _kind(t.dtype) for k, t in given.items()})
-    semantics.check_input_values(config, **{k: t.numpy() for k, t in given.items() if not _is_symbolic(t)})
-
-
-def _kind(dtype: tf.DType) -> str:
-    """The NumPy dtype kind of a TF dtype ('b', 'i', 'u', 'f', 'c')."""
-    if dtype == tf.bool:
-        return "b"
-    if dtype.is_integer:
-        return "u" if dtype.is_unsigned else "i"
-    return "c" if dtype.is_complex else "f"
-
-
-def _position_ids(config: LongformerConfig, input_ids, position_ids, B, N) -> tf.Tensor:
-    pad = config.pad_token_id
-    if position_ids is None:
-        if input_ids is not None:
-            real = tf.cast(input_ids != pad, tf.int32)
-            position_ids = tf.cumsum(real, axis=1) * real + pad
-        else:
-            position_ids = tf.broadcast_to(tf.range(pad + 1, N + pad + 1)[None, :], [B, N])
-    if not _is_symbolic(position_ids):
-        high = int(tf.reduce_max(position_ids))
-        if high >= config.max_position_embeddings:
-            raise ValueError(semantics.positions_too_long_message(high, config.max_position_embeddings, pad))
-    return position_ids
-
-
-def _prepare_inputs(config: LongformerConfig, inputs: dict[str, Any], num_global_slots):
-    """Check, merge the masks, right-pad to a multiple of the largest window; pick the number of global slots.
-
-    Returns (padded inputs, input length, x = largest global count, G = slots); sizes are Python ints for eager
-    inputs with static shapes and tensors otherwise."""
-    ints = {k: _as_tensor(inputs.get(k)) for k in INPUT_NAMES[:5]}
-    _check_inputs(config, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
-    input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids = (
-        None if t is None else tf.cast(t, tf.int32) for t in ints.values())
-    inputs_embeds = _as_tensor(inputs.get("inputs_embeds"))
-    static = {name: (None if t is None else tuple(-1 if d is None else d for d in t.shape))
-              for name, t in zip(INPUT_NAMES, (input_ids, attention_mask, global_attention_mask, token_type_ids,
-                                               position_ids, inputs_embeds), strict=True)}
-    semantics.check_input_shapes(**static, hidden_size=config.hidden_size)
-
-    ref = input_ids if input_ids is not None else inputs_embeds
-    B, n_in = _shape(ref)[:2]
-    # 0 = padding, 1 = local, 2 = global; then right-pad everything to a multiple of the largest window.
-    merged = tf.ones([B, n_in], tf.int32) if attention_mask is None else attention_mask
-    if global_attention_mask is not None:
-        merged = tf.minimum(merged * (global_attention_mask + 1), 2)
-    W = config.max_attention_window
-    pad = (W - n_in % W) % W
-    N = n_in + pad
-
-    def right_pad(t, value=0):
-        if t is None:
+    def tensor(self, x):
+        if x is None:
             return None
+        if isinstance(x, dict):
+            raise TypeError("Pass inputs by keyword (model(**batch)); a dict goes in as the first argument only.")
+        return tf.convert_to_tensor(x)
+
+    def kind(self, t) -> str:
+        if t.dtype == tf.bool:
+            return "b"
+        if t.dtype.is_integer:
+            return "u" if t.dtype.is_unsigned else "i"
+        return "c" if t.dtype.is_complex else "f"
+
+    def is_traced(self, t) -> bool:
+        """Graph tensors (inside tf.function, fit, a strategy): their values are unknown while tracing."""
+        return tf.is_symbolic_tensor(t)
+
+    def numpy(self, t):
+        return t.numpy()
+
+    def shape(self, t):
+        return _shape(t)
+
+    def cast(self, t, dtype):
+        return t if t.dtype == dtype else tf.cast(t, dtype)
+
+    def full(self, like, shape, value, dtype):
+        return tf.fill(shape, tf.constant(value, dtype))
+
+    def pad_right(self, t, pad, value=0):
         return tf.pad(t, [[0, 0], [0, pad]] + [[0, 0]] * (len(t.shape) - 2), constant_values=value)
 
-    input_ids = right_pad(input_ids, config.pad_token_id)
-    position_ids = right_pad(position_ids, config.pad_token_id)
-    # Padding rows are masked everywhere, so their content never reaches an output.
-    inputs_embeds = right_pad(inputs_embeds)
-    token_type_ids = tf.zeros([B, N], tf.int32) if token_type_ids is None else right_pad(token_type_ids)
-    merged = right_pad(merged)
-    position_ids = _position_ids(config, input_ids, position_ids, B, N)
+    def reshape(self, t, shape):
+        return tf.reshape(t, shape)
 
-    if _is_symbolic(merged):  # inside a graph the data is unknown: a given slot count, or one slot per position
-        x = G = semantics.traced_global_slots(num_global_slots, N, global_attention_mask is not None)
-    else:
-        x = int(tf.reduce_max(tf.reduce_sum(tf.cast(merged == 2, tf.int32), axis=1)))
-        G = semantics.num_global_slots(x, int(N), num_global_slots)
-    padded = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "token_type_ids": token_type_ids,
-              "position_ids": position_ids, "merged_mask": merged}
-    return padded, n_in, x, G
+    def minimum(self, a, b):
+        return tf.minimum(a, b)
+
+    def cumsum(self, t, axis):
+        return tf.cumsum(t, axis=axis)
+
+    def arange(self, like, start, stop):
+        return tf.range(start, stop)
+
+    def broadcast_to(self, t, shape):
+        return tf.broadcast_to(t, shape)
+
+    def sum(self, t, axis):
+        return tf.reduce_sum(t, axis=axis)
+
+    def argmax(self, t, axis):
+        return tf.argmax(t, axis=axis, output_type=tf.int32)
+
+    def concat(self, tensors, axis):
+        return tf.concat(tensors, axis=axis)
+
+    def transpose_last(self, t):
+        return tf.linalg.matrix_transpose(t)
+
+
+LongformerPreTrainedModel._ops = TfOps()
 
 
 def _unpack(input_ids, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -529,39 +490,20 @@ class LongformerModel(LongformerPreTrainedModel):
                                                 inputs_embeds=inputs_embeds))
         return self._run({"input_ids": input_ids, **kw}, {}, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, training=training, head=lambda out, labels: out)
+                         num_global_slots=num_global_slots, training=training)
 
     def serving_fields(self) -> tuple[str, ...]:
         return ("last_hidden_state",) + (("pooler_output",) if self.pooler is not None else ())
 
-    def encode(self, inputs, *, n_in, num_slots, output_attentions, output_hidden_states, training=False):
+    def encode(self, x: inputs.ModelInputs, static: inputs.Static) -> dict[str, Any]:
         """The base model on padded inputs: its output fields, cut to the input length."""
-        h = self.embeddings(inputs["input_ids"], token_type_ids=inputs["token_type_ids"],
-                            position_ids=inputs["position_ids"], inputs_embeds=inputs["inputs_embeds"],
-                            training=training)
-        masks = self._attention_masks(inputs["merged_mask"], num_slots)
-        h, all_hidden, all_attn, all_global = self.encoder(h, masks=masks, output_attentions=output_attentions,
-                                                           output_hidden_states=output_hidden_states, training=training)
-        # Cut back to the input length (global attentions keep the padded length, as Hugging Face's do).
-        h = h[:, :n_in]
-        out = {"last_hidden_state": h, "pooler_output": self.pooler(h) if self.pooler is not None else None,
-               "hidden_states": tuple(t[:, :n_in] for t in all_hidden) if output_hidden_states else None,
-               "attentions": None, "global_attentions": None}
-        if output_attentions:
-            out["attentions"] = tuple(p[:, :, :n_in] for p in all_attn)
-            if masks["slot_position"] is not None:
-                out["global_attentions"] = tuple(tf.transpose(g, [0, 1, 3, 2]) for g in all_global)
-        return out
-
-    @staticmethod
-    def _attention_masks(merged: tf.Tensor, num_slots) -> dict[str, Any]:
-        """Everything the layers need about which token is padding, local or global (computed once)."""
-        is_global = merged == 2
-        slot_position = slot_valid = None
-        if not isinstance(num_slots, int) or num_slots:
-            slot_position, slot_valid = global_slots(is_global, num_slots)
-        return {"padding": merged == 0, "is_global": is_global, "window_key": merged == 1,
-                "slot_position": slot_position, "slot_valid": slot_valid}
+        h = self.embeddings(x.input_ids, token_type_ids=x.token_type_ids, position_ids=x.position_ids,
+                            inputs_embeds=x.inputs_embeds, training=static.training)
+        masks = inputs.attention_masks(x.merged_mask, static.num_slots, global_slots)
+        h, all_hidden, all_attn, all_global = self.encoder(
+            h, masks=masks, output_attentions=static.output_attentions,
+            output_hidden_states=static.output_hidden_states, training=static.training)
+        return inputs.encoder_outputs(self._ops, static, h, self.pooler, all_hidden, all_attn, all_global)
 
 
 # ---------------------------------------------------------------------------------------------- heads
@@ -603,7 +545,6 @@ class LongformerLMHead(keras.layers.Layer):
 
 
 class LongformerForMaskedLM(LongformerPreTrainedModel):
-    output_class = LongformerMaskedLMOutput
 
     def __init__(self, config: LongformerConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -616,24 +557,12 @@ class LongformerForMaskedLM(LongformerPreTrainedModel):
         keys = ("lm_head.decoder.bias",)
         return ("lm_head.decoder.weight", *keys) if self.config.tie_word_embeddings else keys
 
-    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
-        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
-                                                global_attention_mask=global_attention_mask,
-                                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                                inputs_embeds=inputs_embeds, labels=labels))
-        labels = kw.pop("labels")
+    def _head(self, outputs, labels, static):
+        logits = self.lm_head(outputs["last_hidden_state"], word_embeddings=self.longformer.embeddings.word_embeddings)
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
+                                                                       self.config.vocab_size)
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
-        def head(outputs, labels):
-            logits = self.lm_head(outputs["last_hidden_state"], word_embeddings=self.longformer.embeddings.word_embeddings)
-            loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
-                                                                           self.config.vocab_size)
-            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
-
-        return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, training=training, head=head)
 
 
 class LongformerClassificationHead(keras.layers.Layer):
@@ -657,31 +586,7 @@ class LongformerClassificationHead(keras.layers.Layer):
         return self.out_proj(x)
 
 
-def _first_token_global(input_ids, inputs_embeds, attention_mask) -> tf.Tensor:
-    """Sequence classification: global attention on the first token (`<s>`), unless it is padding."""
-    ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
-    B, N = _shape(ref)[:2]
-    mask = tf.broadcast_to(tf.cast(tf.range(N) == 0, tf.int32)[None, :], [B, N])
-    return mask if attention_mask is None else mask * tf.cast(attention_mask != 0, tf.int32)
-
-
-def _sep_based_global(input_ids, attention_mask, sep_token_id: int, before_sep: bool) -> tf.Tensor:
-    """Question answering (before_sep): global on every token before the first separator.
-    Multiple choice (not before_sep): global on every token after the first `</s></s>` pair.
-    Both need exactly three separators per row (`<s> A </s></s> B </s>`)."""
-    is_sep = input_ids == sep_token_id
-    counts = tf.reduce_sum(tf.cast(is_sep, tf.int32), axis=1)
-    if not _is_symbolic(counts) and bool(tf.reduce_any(counts != 3)):
-        raise ValueError(semantics.sep_count_message(counts.numpy().tolist(), sep_token_id))
-    first_sep = tf.argmax(tf.cast(is_sep, tf.int32), axis=1, output_type=tf.int32)[:, None]
-    positions = tf.range(_shape(input_ids)[1])[None, :]
-    mask = (positions < first_sep) if before_sep else (positions > first_sep + 1)
-    mask = tf.cast(mask, tf.int32)
-    return mask if attention_mask is None else mask * tf.cast(attention_mask != 0, tf.int32)
-
-
 class LongformerForSequenceClassification(LongformerPreTrainedModel):
-    output_class = LongformerSequenceClassifierOutput
 
     def __init__(self, config: LongformerConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -691,27 +596,10 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         self.classifier.build()
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
-        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
-                                                global_attention_mask=global_attention_mask,
-                                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                                inputs_embeds=inputs_embeds, labels=labels))
-        labels = kw.pop("labels")
-        input_ids, embeds = _as_tensor(input_ids), _as_tensor(kw["inputs_embeds"])
-        mask = _as_tensor(kw["attention_mask"])
-        if kw["global_attention_mask"] is None and (input_ids is not None or embeds is not None):
-            kw["global_attention_mask"] = _first_token_global(input_ids, embeds, mask)
-
-        def head(outputs, labels):
-            logits = self.classifier(outputs["last_hidden_state"], training=training)
-            loss = None if labels["labels"] is None else self._loss(logits, labels["labels"])
-            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
-
-        return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, training=training, head=head)
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(outputs["last_hidden_state"], training=static.training)
+        loss = None if labels["labels"] is None else self._loss(logits, labels["labels"])
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
     def _loss(self, logits, labels):
         problem = self.config.problem_type
@@ -734,7 +622,6 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
 
 
 class LongformerForMultipleChoice(LongformerPreTrainedModel):
-    output_class = LongformerMultipleChoiceModelOutput
 
     def __init__(self, config: LongformerConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -744,51 +631,15 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
         self.classifier.build((None, config.hidden_size))
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
-        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
-                                                global_attention_mask=global_attention_mask,
-                                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                                inputs_embeds=inputs_embeds, labels=labels))
-        labels = kw.pop("labels")
-        input_ids = _as_tensor(input_ids)
-        kw = {k: _as_tensor(v) for k, v in kw.items()}
-        ref = input_ids if input_ids is not None else kw["inputs_embeds"]
-        if ref is None or len(ref.shape) != (3 if input_ids is not None else 4):
-            raise ValueError("Multiple choice inputs must have shape (batch, num_choices, sequence) "
-                             f"(inputs_embeds: (..., hidden)), got {None if ref is None else tuple(ref.shape)}.")
-        num_choices = _shape(ref)[1]
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(self.dropout(outputs["pooler_output"], training=static.training))
+        logits = tf.reshape(logits, [-1, static.num_choices])
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], static.num_choices)
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
-        def flat(t):  # (B, nc, N, ...) -> (B * nc, N, ...), keeping the static sizes it has
-            if t is None:
-                return None
-            out = tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], axis=0))
-            out.set_shape([None, *t.shape[2:]])
-            return out
-
-        flat_ids, flat_mask = flat(input_ids), flat(kw["attention_mask"])
-        flat_global = flat(kw["global_attention_mask"])
-        if flat_global is None and flat_ids is not None:
-            # Global attention on every token after the first </s></s> pair of each choice.
-            flat_global = _sep_based_global(flat_ids, flat_mask, self.config.sep_token_id, before_sep=False)
-        inputs = dict(input_ids=flat_ids, attention_mask=flat_mask, global_attention_mask=flat_global,
-                      token_type_ids=flat(kw["token_type_ids"]), position_ids=flat(kw["position_ids"]),
-                      inputs_embeds=flat(kw["inputs_embeds"]))
-
-        def head(outputs, labels):
-            logits = self.classifier(self.dropout(outputs["pooler_output"], training=training))
-            logits = tf.reshape(logits, [-1, num_choices])
-            loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], num_choices)
-            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
-
-        return self._run(inputs, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, training=training, head=head)
 
 
 class LongformerForTokenClassification(LongformerPreTrainedModel):
-    output_class = LongformerTokenClassifierOutput
 
     def __init__(self, config: LongformerConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -799,29 +650,14 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
         self.classifier.build((None, None, config.hidden_size))
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-             position_ids=None, inputs_embeds=None, labels=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, num_global_slots=None, training=False):
-        input_ids, kw = _unpack(input_ids, dict(attention_mask=attention_mask,
-                                                global_attention_mask=global_attention_mask,
-                                                token_type_ids=token_type_ids, position_ids=position_ids,
-                                                inputs_embeds=inputs_embeds, labels=labels))
-        labels = kw.pop("labels")
+    def _head(self, outputs, labels, static):
+        logits = self.classifier(self.dropout(outputs["last_hidden_state"], training=static.training))
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"], self.num_labels)
+        return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
-        def head(outputs, labels):
-            logits = self.classifier(self.dropout(outputs["last_hidden_state"], training=training))
-            loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"],
-                                                                           self.num_labels)
-            return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
-
-        return self._run({"input_ids": input_ids, **kw}, {"labels": labels}, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, training=training, head=head)
 
 
 class LongformerForQuestionAnswering(LongformerPreTrainedModel):
-    output_class = LongformerQuestionAnsweringModelOutput
-    label_names = ("start_positions", "end_positions")
 
     def __init__(self, config: LongformerConfig, **kwargs):
         if config.num_labels != 2:
@@ -846,29 +682,18 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
                                                 inputs_embeds=inputs_embeds, start_positions=start_positions,
                                                 end_positions=end_positions))
         labels = {"start_positions": kw.pop("start_positions"), "end_positions": kw.pop("end_positions")}
-        input_ids, mask = _as_tensor(input_ids), _as_tensor(kw["attention_mask"])
-        if kw["global_attention_mask"] is None:
-            if input_ids is None:
-                warn("No global_attention_mask and no input_ids to find the question: running without "
-                     "global attention.")
-            else:
-                # Global attention on <s> and the question (everything before the first </s>).
-                kw["global_attention_mask"] = _sep_based_global(input_ids, mask, self.config.sep_token_id,
-                                                                before_sep=True)
-
-        def head(outputs, labels):
-            logits = self.qa_outputs(outputs["last_hidden_state"])
-            start_logits, end_logits = logits[..., 0], logits[..., 1]
-            loss = None
-            if labels["start_positions"] is not None and labels["end_positions"] is not None:
-                n = _shape(start_logits)[1]  # positions outside the input are ignored
-                start = tf.clip_by_value(tf.reshape(tf.cast(labels["start_positions"], tf.int32), [-1]), 0, n)
-                end = tf.clip_by_value(tf.reshape(tf.cast(labels["end_positions"], tf.int32), [-1]), 0, n)
-                loss = (_loss_from_logits(start_logits, start, n, ignore_index=n)
-                        + _loss_from_logits(end_logits, end, n, ignore_index=n)) / 2
-            return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **encoder_fields(outputs)}
-
         return self._run({"input_ids": input_ids, **kw}, labels, output_attentions=output_attentions,
                          output_hidden_states=output_hidden_states, return_dict=return_dict,
-                         num_global_slots=num_global_slots, training=training, head=head)
+                         num_global_slots=num_global_slots, training=training)
 
+    def _head(self, outputs, labels, static):
+        logits = self.qa_outputs(outputs["last_hidden_state"])
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if labels["start_positions"] is not None and labels["end_positions"] is not None:
+            n = _shape(start_logits)[1]  # positions outside the input are ignored
+            start = tf.clip_by_value(tf.reshape(tf.cast(labels["start_positions"], tf.int32), [-1]), 0, n)
+            end = tf.clip_by_value(tf.reshape(tf.cast(labels["end_positions"], tf.int32), [-1]), 0, n)
+            loss = (_loss_from_logits(start_logits, start, n, ignore_index=n)
+                    + _loss_from_logits(end_logits, end, n, ignore_index=n)) / 2
+        return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **encoder_fields(outputs)}
