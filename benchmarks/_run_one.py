@@ -24,10 +24,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="timed calls of each case")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--window", type=int, default=512, help="attention_window of every layer")
     args = ap.parse_args()
     build = {"flax": run_flax, "tf": run_tf, "onnx": run_onnx}.get(args.impl.split("-")[0], run_torch)
     run, versions = build(args)
-    print(json.dumps({"impl": args.impl, "n": args.n, **measure(run, args.repeat), **versions}))
+    print(json.dumps({"impl": args.impl, "n": args.n, "window": args.window, **measure(run, args.repeat),
+                      **versions}))
 
 
 def measure(run, repeat: int) -> dict:
@@ -53,7 +55,7 @@ def measure(run, repeat: int) -> dict:
 def config_kwargs(args) -> dict:
     return dict(vocab_size=50265, hidden_size=768, num_hidden_layers=args.layers, num_attention_heads=12,
                 intermediate_size=3072, max_position_embeddings=max(4098, args.n + 2), type_vocab_size=1,
-                layer_norm_eps=1e-5, attention_window=512)
+                layer_norm_eps=1e-5, attention_window=args.window)
 
 
 def inputs(n: int):

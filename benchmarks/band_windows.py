@@ -23,14 +23,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def measure(backend: str, windows: list[int], length: int, repeats: int) -> dict[int, float]:
+def measure(backend: str, windows: list[int], length: int, repeats: int, strategy: str | None) -> dict[int, float]:
     """Median seconds per call of `band_attention`, per window (run inside the backend's own process)."""
     import importlib
 
     import numpy as np
 
-    from longformer.semantics import BATCHED_QUERY_BLOCK, band_block
+    from longformer.semantics import BAND_STRATEGY, query_block
 
+    strategy = strategy or BAND_STRATEGY[backend]
     attention = importlib.import_module(f"longformer.{backend}.attention")
     B, nh, hd = 1, 12, 64
     r = np.random.default_rng(0)
@@ -41,35 +42,33 @@ def measure(backend: str, windows: list[int], length: int, repeats: int) -> dict
     runs = {}
     for window in windows:
         w = window // 2
+        block = query_block(w, strategy, backend)
         if backend == "pt":
             import torch
 
-            from longformer.semantics import QUERY_BLOCK, rows_per_step
-
             t = [torch.as_tensor(x) for x in (q, k, v, key_valid, gk, gv, slot_valid)]
 
-            def run(t=t, w=w):
+            def run(t=t, w=w, block=block):
                 with torch.no_grad():
-                    attention.band_attention(t[0], t[1], t[2], t[3], w, rows_per_step(length, QUERY_BLOCK),
-                                             global_k=t[4], global_v=t[5], slot_valid=t[6])
+                    attention.band_attention(t[0], t[1], t[2], t[3], w, block, global_k=t[4], global_v=t[5],
+                                             slot_valid=t[6], strategy=strategy)
         elif backend == "flax":
             import jax
 
-            block = band_block(w, BATCHED_QUERY_BLOCK)
             f = jax.jit(lambda *a, w=w, block=block: attention.band_attention(
-                a[0], a[1], a[2], a[3], w, block, global_k=a[4], global_v=a[5], slot_valid=a[6])[0])
+                a[0], a[1], a[2], a[3], w, block, global_k=a[4], global_v=a[5], slot_valid=a[6],
+                strategy=strategy)[0])
 
             def run(f=f):
                 f(q, k, v, key_valid, gk, gv, slot_valid).block_until_ready()
         else:
             import tensorflow as tf
 
-            block = band_block(w, BATCHED_QUERY_BLOCK)
             t = [tf.constant(x) for x in (q, k, v, key_valid, gk, gv, slot_valid)]
 
             def run(block=block, t=t, w=w):
                 attention.band_attention(t[0], t[1], t[2], t[3], w, block, global_k=t[4], global_v=t[5],
-                                         slot_valid=t[6])[0].numpy()
+                                         slot_valid=t[6], strategy=strategy)[0].numpy()
         run()
         run()
         runs[window] = run
@@ -88,18 +87,20 @@ def main() -> None:
     parser.add_argument("--windows", default="320,500,512,514")
     parser.add_argument("--length", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--strategy", choices=("rows", "batched"), help="default: each backend's own")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
     if args.child:
-        print(json.dumps(measure(args.child, windows, args.length, args.repeats)))
+        print(json.dumps(measure(args.child, windows, args.length, args.repeats, args.strategy)))
         return
     results = {}
     for backend in args.backends.split(","):
         env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        strategy = ["--strategy", args.strategy] if args.strategy else []
         done = subprocess.run([sys.executable, __file__, "--child", backend, "--windows", args.windows, "--length",
-                               str(args.length), "--repeats", str(args.repeats)], capture_output=True, text=True,
-                              env=env, check=True)
+                               str(args.length), "--repeats", str(args.repeats), *strategy], capture_output=True,
+                              text=True, env=env, check=True)
         results[backend] = {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
     base = 512 if 512 in windows else windows[0]
     print(f"band attention + 1 global slot, n = {args.length}, 12 heads x 64, batch 1, fp32 (ms per layer; "

@@ -27,9 +27,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def measure(impl: str, n: int, repeat: int, threads: int) -> dict:
+def measure(impl: str, n: int, repeat: int, threads: int, window: int = 512) -> dict:
     cmd = [sys.executable, os.path.join(HERE, "_run_one.py"), "--impl", impl, "--n", str(n), "--repeat", str(repeat),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--window", str(window)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["time_s"] = {int(g): t for g, t in result["time_s"].items()}
@@ -62,8 +62,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--output", default="benchmarks", help="writes docs/<output>.md and benchmarks/results/<output>.json")
+    ap.add_argument("--windows", help="compare attention windows instead (e.g. 500,512,514): every implementation "
+                    "at every window, alternating; ratios to the first window")
     args = ap.parse_args()
     impls = args.impls.split(",")
+    if args.windows:
+        return compare_windows(args, impls, [int(w) for w in args.windows.split(",")])
     if impls[0] != "hf" or not set(impls) <= set(NAMES):
         ap.error(f"--impls must start with hf (the reference) and name only {', '.join(NAMES)}")
 
@@ -131,6 +135,33 @@ def main() -> None:
                 "fp32, CPU, default allocator. Ratios are measured in the same run; absolute times on shared "
                 "machines are noise.\n\n" + text)
     print(f"wrote {doc}", file=sys.stderr)
+
+
+def compare_windows(args, impls: list[str], windows: list[int]) -> None:
+    """Forward time (no global token) of each implementation at each attention window, same run, alternating:
+    no window may be much slower than its neighbours."""
+    rows = []
+    for n in args.lengths:
+        runs = {(i, w): [] for i in impls for w in windows}
+        for _ in range(args.rounds):
+            for impl in impls:
+                for window in windows:
+                    r = measure(impl, n, args.repeat, args.threads, window)
+                    runs[impl, window].append(r["time_s"][0])
+                    print(f"  measured {impl:4s} n={n:6d} W={window}: {r['time_s'][0]:.2f} s", file=sys.stderr)
+        for impl in impls:
+            t = {w: min(runs[impl, w]) for w in windows}
+            rows.append(f"| {n} | {NAMES[impl]} | " + " | ".join(f"{t[w]:.2f} ({t[w] / t[windows[0]]:.2f}x)"
+                                                                  for w in windows) + " |")
+    text = (f"Forward time by attention window (s; ratio to W = {windows[0]}), no global token:\n\n"
+            + "| n | implementation | " + " | ".join(f"W = {w}" for w in windows) + " |\n"
+            + "|---:|---|" + "---:|" * len(windows) + "\n" + "\n".join(rows)
+            + f"\n\nMachine: {environment(args.threads)}.\n")
+    print(text)
+    if not args.no_write:
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        with open(os.path.join(HERE, "results", f"{args.output}.json"), "w") as f:
+            json.dump({"windows": windows, "table": text}, f, indent=2)
 
 
 def environment(threads: int) -> str:

@@ -95,6 +95,15 @@ class LongformerPreTrainedMixin:
     def gradient_checkpointing_disable(self) -> None:
         self._base().encoder.gradient_checkpointing = False
 
+    def set_band_strategy(self, strategy: str) -> None:
+        """How every layer's band attention loops over its blocks: "rows" or "batched" (semantics.BAND_STRATEGIES;
+        same results, different speed: "batched" is for accelerators)."""
+        from . import semantics
+
+        semantics.query_block(1, strategy, "pt")  # an unknown name is refused here, not at the next call
+        for layer in self._base().encoder.layer:
+            layer.attention.self.strategy = strategy
+
     def _base(self):
         """The LongformerModel inside a head model; LongformerModel itself otherwise."""
         return getattr(self, self.base_model_prefix, self)

@@ -90,22 +90,32 @@ class ReferenceModel:
     def _ln(self, x, name):
         return _layer_norm(x, self.w[name + ".weight"], self.w[name + ".bias"], self.config.layer_norm_eps)
 
-    def __call__(self, input_ids, attention_mask=None, global_attention_mask=None):
+    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+                 position_ids=None, inputs_embeds=None):
         """Returns dict: last_hidden_state, hidden_states, attentions, global_attentions (+ pooler_output,
         logits when the weights have them)."""
         cfg = self.config
-        ids = np.asarray(input_ids, dtype=np.int64)
-        B, n_in = ids.shape
-        mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask, dtype=np.int64)
+        embeds = None if inputs_embeds is None else np.asarray(inputs_embeds, dtype=np.float64)
+        B, n_in = (np.shape(input_ids) if embeds is None else embeds.shape)[:2]
+        ids = (np.full((B, n_in), cfg.pad_token_id + 1) if input_ids is None  # any non-padding id: positions
+               else np.asarray(input_ids, dtype=np.int64))
+        mask = np.ones((B, n_in), np.int64) if attention_mask is None else np.asarray(attention_mask, dtype=np.int64)
         if global_attention_mask is not None:
-            mask = mask * (np.asarray(global_attention_mask, dtype=np.int64) + 1)
+            mask = np.minimum(mask * (np.asarray(global_attention_mask, dtype=np.int64) + 1), 2)
         pad = semantics.padding_length(n_in, cfg.max_attention_window)
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=cfg.pad_token_id)
         mask = np.pad(mask, ((0, 0), (0, pad)))
-        real = (ids != cfg.pad_token_id).astype(np.int64)
-        pos = np.cumsum(real, axis=1) * real + cfg.pad_token_id
-        h = (self.w["embeddings.word_embeddings.weight"][ids] + self.w["embeddings.position_embeddings.weight"][pos]
-             + self.w["embeddings.token_type_embeddings.weight"][np.zeros_like(ids)])
+        if position_ids is None:
+            real = (ids != cfg.pad_token_id).astype(np.int64)
+            pos = np.cumsum(real, axis=1) * real + cfg.pad_token_id
+        else:
+            pos = np.pad(np.asarray(position_ids, np.int64), ((0, 0), (0, pad)), constant_values=cfg.pad_token_id)
+        types = np.zeros_like(ids) if token_type_ids is None else np.pad(np.asarray(token_type_ids, np.int64),
+                                                                         ((0, 0), (0, pad)))
+        words = (self.w["embeddings.word_embeddings.weight"][ids] if embeds is None
+                 else np.pad(embeds, ((0, 0), (0, pad), (0, 0))))
+        h = (words + self.w["embeddings.position_embeddings.weight"][pos]
+             + self.w["embeddings.token_type_embeddings.weight"][types])
         h = self._ln(h, "embeddings.LayerNorm")
         N, nh = h.shape[1], cfg.num_attention_heads
         hd = cfg.hidden_size // nh
@@ -133,3 +143,60 @@ class ReferenceModel:
             z = self._ln(_gelu(self._linear(h[:, :n_in], "lm_head.dense")), "lm_head.layer_norm")
             out["logits"] = z @ self.w["embeddings.word_embeddings.weight"].T + self.w["lm_head.bias"]
         return out
+
+    def outputs(self, head: str, labels=None, start_positions=None, end_positions=None, **inputs) -> dict:
+        """Every output field of `head` (a class name) as Hugging Face names them, the loss included when labels
+        are given; the head's automatic global tokens when no global_attention_mask is (inputs.AUTOMATIC_GLOBAL).
+        Multiple-choice inputs are `(batch, choices, ...)`."""
+        from .inputs import automatic_global_attention
+
+        choices = None
+        if head == "LongformerForMultipleChoice":
+            ref = inputs["input_ids"] if inputs.get("input_ids") is not None else inputs["inputs_embeds"]
+            choices = ref.shape[1]
+            inputs = {k: None if v is None else np.asarray(v).reshape(-1, *np.shape(v)[2:])
+                      for k, v in inputs.items()}
+        if inputs.get("global_attention_mask") is None and inputs.get("input_ids") is not None:
+            inputs["global_attention_mask"] = automatic_global_attention(
+                head, inputs["input_ids"], inputs.get("attention_mask"), self.config.sep_token_id)
+        if head == "LongformerForSequenceClassification" and inputs.get("global_attention_mask") is None:
+            first = np.zeros(np.shape(inputs["inputs_embeds"])[:2], np.int64)
+            first[:, 0] = 1
+            mask = inputs.get("attention_mask")
+            inputs["global_attention_mask"] = first if mask is None else first * (np.asarray(mask) != 0)
+        out = self(**inputs)
+        h = out["last_hidden_state"]
+        fields = {k: out[k] for k in ("hidden_states", "attentions", "global_attentions")}
+        if head == "LongformerModel":
+            return {"last_hidden_state": h, "pooler_output": out.get("pooler_output"), **fields}
+        if head == "LongformerForMaskedLM":
+            logits = out["logits"]
+            return {"loss": None if labels is None else _cross_entropy(logits, labels), "logits": logits, **fields}
+        if head == "LongformerForSequenceClassification":
+            x = np.tanh(self._linear(h[:, 0], "classifier.dense"))
+            logits = self._linear(x, "classifier.out_proj")
+            return {"loss": None if labels is None else _cross_entropy(logits, labels), "logits": logits, **fields}
+        if head == "LongformerForMultipleChoice":
+            logits = self._linear(out["pooler_output"], "classifier").reshape(-1, choices)
+            return {"loss": None if labels is None else _cross_entropy(logits, labels), "logits": logits, **fields}
+        if head == "LongformerForTokenClassification":
+            logits = self._linear(h, "classifier")
+            return {"loss": None if labels is None else _cross_entropy(logits, labels), "logits": logits, **fields}
+        logits = self._linear(h, "qa_outputs")
+        start, end = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            n = start.shape[1]  # positions outside the input are ignored
+            loss = (_cross_entropy(start, np.clip(start_positions, 0, n), ignore=n)
+                    + _cross_entropy(end, np.clip(end_positions, 0, n), ignore=n)) / 2
+        return {"loss": loss, "start_logits": start, "end_logits": end, **fields}
+
+
+def _cross_entropy(logits: np.ndarray, labels, ignore: int = -100) -> float:
+    """Mean cross-entropy over the labels that are not `ignore`."""
+    logits = logits.reshape(-1, logits.shape[-1])
+    labels = np.asarray(labels).reshape(-1)
+    keep = labels != ignore
+    top = logits.max(-1, keepdims=True)
+    logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    return float(-logp[keep, labels[keep]].mean())

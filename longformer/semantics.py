@@ -51,19 +51,37 @@ def traced_global_slots(num_global_slots: int | None, seq_len: int, has_global_m
     return seq_len if has_global_mask else 0
 
 
-QUERY_BLOCK = 64  # query rows per band step: the band costs (64 + W) / (W + 1) of the ideal, 1.12x at W = 512
-# Query rows per band block where all blocks run as one batched contraction (flax, tf, the ONNX graph): XLA and
-# onnxruntime run small matmuls less well than MKL, so their blocks are twice PyTorch's row loop's. One layer's band
-# at n = 4096, W = 512 in XLA: 0.18 s with 64-row blocks, 0.15 s with 128, 0.14 s with 256; a 2-layer ONNX model:
-# 0.91 s with 64, 0.83 s with 128, 0.87 s with 256.
-BATCHED_QUERY_BLOCK = 128
+# How band attention loops over its blocks (every backend's `band_attention(..., strategy=...)`; docs/attention.md):
+# "rows": one (batch, head) row at a time (PyTorch: a Python loop, a few blocks per step; Flax: lax.map; TF:
+# tf.map_fn), so each row's scores stay in cache on a CPU; "batched": every block of every row in one contraction,
+# what accelerators want. The default of each backend is the faster one on CPU (BAND_STRATEGY).
+BAND_STRATEGIES = ("rows", "batched")
+BAND_STRATEGY = {"pt": "rows", "flax": "rows", "tf": "batched"}
+# Query rows per band block, by strategy and backend: the one place block sizes are set (measured on 2 CPU cores,
+# one layer's band plus one global slot, n = 4096, W = 512, 12 heads x 64). The band costs (b + W) / (W + 1) of the
+# ideal (1.12x at b = 64, 1.25x at 128), but small products run less well in XLA and onnxruntime than in MKL:
+# pt rows 76 ms with 64-row blocks, 82 with 128; flax rows (lax.map) 193 ms with 64, 128 with 128; XLA batched
+# 0.18 s with 64, 0.15 s with 128, 0.14 s with 256; a 2-layer ONNX model 0.91 s with 64, 0.83 s with 128, 0.87 s
+# with 256; pt batched 239 ms with 64, 215 with 128.
+QUERY_BLOCK = {"rows": {"pt": 64, "flax": 128, "tf": 128},
+               "batched": {"pt": 128, "flax": 128, "tf": 128, "onnx": 128}}
 
 
-def band_block(w: int, preferred: int = BATCHED_QUERY_BLOCK) -> int:
-    """Query rows per band block of the batched strategy: `preferred`, or 2w for a smaller window. The band's 2w keys
-    are rounded up to whole blocks (the extra columns masked), so any window runs at the speed of its neighbours: the
-    largest divisor of 2w, used before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
-    return min(preferred, 2 * w)
+def query_block(w: int, strategy: str, backend: str) -> int:
+    """Query rows per band block of `backend` with `strategy` (QUERY_BLOCK), or 2w for a smaller window (a block
+    never sees more than its band needs)."""
+    if strategy not in QUERY_BLOCK:
+        raise ValueError(f"Unknown band strategy {strategy!r}; choose one of {BAND_STRATEGIES}.")
+    return min(QUERY_BLOCK[strategy][backend], 2 * w)
+
+
+def band_geometry(seq_len: int, w: int, block: int) -> tuple[int, int, int]:
+    """(blocks, query tail, span) of a band over `seq_len` rows: the queries are padded by `tail` rows to whole
+    blocks, and each block sees its own `block` keys plus `span`, the band's 2w rounded up to whole blocks (the
+    extra columns are masked). So any window runs at the speed of its neighbours: the largest divisor of 2w, used
+    as the block before, gave W = 514 two-row blocks and a band ten times slower than W = 512's."""
+    n_blocks = -(-seq_len // block)
+    return n_blocks, n_blocks * block - seq_len, -(-2 * w // block) * block
 
 
 FEED_FORWARD_ROWS = 1024  # positions per feed-forward step (row-wise, so chunking changes no result)

@@ -1,5 +1,6 @@
-"""The band attention kernel of every installed backend against a dense NumPy oracle, at real geometries: windows
-from 4 to 600 (512, 514 and 500 included, whose blocks used to differ), lengths up to 3W + 5, global slots 0..9."""
+"""The band attention kernel of every installed backend, with each loop strategy, against a dense NumPy oracle, at
+real geometries: windows from 4 to 600 (512, 514 and 500 included, whose blocks used to differ), lengths up to
+3W + 5, global slots 0..9."""
 
 from __future__ import annotations
 
@@ -20,25 +21,27 @@ def backend(request):
     return request.param
 
 
-def run_kernel(backend: str, q, k, v, key_valid, w, gk, gv, slot_valid):
-    """(context, band probabilities) of the backend's `band_attention` with its own block size, as NumPy."""
+@pytest.fixture(scope="module", params=semantics.BAND_STRATEGIES)
+def strategy(request):
+    return request.param
+
+
+def run_kernel(backend: str, strategy: str, q, k, v, key_valid, w, gk, gv, slot_valid):
+    """(context, band probabilities) of the backend's `band_attention` with the strategy's block size, as NumPy."""
     import importlib
 
     attention = importlib.import_module(f"longformer.{backend}.attention")
-    # pt loops over rows in QUERY_BLOCK steps; flax and tf run the batched strategy's blocks
-    block = semantics.QUERY_BLOCK if backend == "pt" else semantics.band_block(w, semantics.BATCHED_QUERY_BLOCK)
+    block = semantics.query_block(w, strategy, backend)
     if backend == "pt":
         import torch
 
-        from longformer.semantics import rows_per_step
-
         t = [None if x is None else torch.as_tensor(x) for x in (q, k, v, key_valid, gk, gv, slot_valid)]
         with torch.no_grad():
-            out, probs = attention.band_attention(t[0], t[1], t[2], t[3], w, rows_per_step(q.shape[1], block),
-                                                  global_k=t[4], global_v=t[5], slot_valid=t[6], return_probs=True)
+            out, probs = attention.band_attention(t[0], t[1], t[2], t[3], w, block, global_k=t[4], global_v=t[5],
+                                                  slot_valid=t[6], return_probs=True, strategy=strategy)
         return out.numpy(), probs.numpy()
     out, probs = attention.band_attention(q, k, v, key_valid, w, block, global_k=gk, global_v=gv,
-                                          slot_valid=slot_valid, return_probs=True)
+                                          slot_valid=slot_valid, return_probs=True, strategy=strategy)
     return np.asarray(out), np.asarray(probs)
 
 
@@ -84,9 +87,9 @@ def problems(draw):
 
 @settings(max_examples=12, deadline=None)
 @given(problem=problems())
-def test_band_kernel_matches_the_dense_rules(backend, problem):
+def test_band_kernel_matches_the_dense_rules(backend, strategy, problem):
     q, k, v, key_valid, w, gk, gv, slot_valid = problem
-    out, probs = run_kernel(backend, q, k, v, key_valid, w, gk, gv, slot_valid)
+    out, probs = run_kernel(backend, strategy, q, k, v, key_valid, w, gk, gv, slot_valid)
     want, sees = dense(*(x.astype(np.float64) if isinstance(x, np.ndarray) and x.dtype == np.float32 else x
                          for x in problem[:4]), w, *(None if x is None else x.astype(np.float64) if x.dtype ==
                                                      np.float32 else x for x in (gk, gv, slot_valid)))

@@ -1,4 +1,5 @@
-"""longformer.flax on its own (no torch needed): the NumPy reference, jit, errors, checkpoints, training."""
+"""What only longformer.flax has (no torch needed): jit and eager, compilations per shape, a user's jit, msgpack,
+bf16 checkpoints, data and tensor parallel meshes. The tests every backend shares are tests/test_models.py."""
 
 from __future__ import annotations
 
@@ -19,11 +20,8 @@ from conftest import HEADS, tiny_kwargs  # noqa: E402
 from parity import close  # noqa: E402
 
 import longformer.flax as lfx  # noqa: E402
-from converters import CheckpointError  # noqa: E402
-from converters.checkpoint import read_checkpoint  # noqa: E402
 from longformer import LongformerConfig  # noqa: E402
 from longformer.flax.checkpoint import canonical_key  # noqa: E402
-from longformer.reference import ReferenceModel  # noqa: E402
 
 ATOL = 1e-5
 
@@ -56,27 +54,6 @@ def saved(tmp_path, head="LongformerModel", **overrides):
     model = make(head, **overrides)
     model.save_pretrained(tmp_path / head)
     return tmp_path / head, model
-
-
-# ---------------------------------------------------------------------------------------------- the reference
-@pytest.mark.parametrize("case", ["no_global", "padded_globals"])
-@pytest.mark.parametrize("head", ["LongformerModel", "LongformerForMaskedLM"])
-@pytest.mark.parametrize("windows", [4, [4, 8]], ids=["w4", "w4-8"])
-def test_matches_numpy_reference(tmp_path, head, case, windows):
-    folder, model = saved(tmp_path, head, attention_window=windows)
-    reference = ReferenceModel(model.config, read_checkpoint(str(folder / "model.safetensors")))
-    inputs = {k: v for k, v in make_inputs(case, head).items() if k != "labels"}
-    ref = reference(**inputs)
-    out = model(**inputs, output_attentions=True, output_hidden_states=True)
-    for key, value in ref.items():
-        if not hasattr(out, key):  # the MLM output has logits and the encoder fields, not last_hidden_state
-            continue
-        if value is None:
-            assert getattr(out, key) is None, key
-        elif isinstance(value, tuple):
-            assert all(close(a, b) for a, b in zip(getattr(out, key), value, strict=True)), key
-        else:
-            assert close(getattr(out, key), value), key
 
 
 # ---------------------------------------------------------------------------------------------- jit
@@ -130,80 +107,7 @@ def test_runs_inside_a_users_jit_with_static_global_slots():
     assert close(loss_all_slots(model, {k: jnp.asarray(v) for k, v in inputs.items()}), expected, 1e-6)
 
 
-# ---------------------------------------------------------------------------------------------- errors
-@pytest.fixture(scope="module")
-def base():
-    return make()
-
-
-def ids(*shape):
-    return np.random.default_rng(0).integers(5, 99, shape)
-
-
-def test_sequence_longer_than_position_table(base):
-    base(ids(1, 62))
-    with pytest.raises(ValueError, match="position 64 .* 64 rows .* at most 62 tokens fit"):
-        base(ids(1, 63))
-    with pytest.raises(ValueError, match="position table"):
-        base(inputs_embeds=np.zeros((1, 63, 32), np.float32))
-
-
-def test_ids_outside_the_vocabulary(base):
-    bad = ids(1, 5)
-    bad[0, 2] = 99
-    with pytest.raises(ValueError, match=r"input_ids holds values in \[\d+, 99\] but must lie in \[0, 98\]"):
-        base(bad)
-    with pytest.raises(ValueError, match="token_type_ids"):
-        base(ids(1, 5), token_type_ids=np.full((1, 5), 3))
-
-
-def test_mismatched_shapes(base):
-    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 4\) but the input has shape \(1, 5\)"):
-        base(ids(1, 5), attention_mask=np.ones((1, 4)))
-    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
-        base()
-    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(batch, sequence, 32\)"):
-        base(inputs_embeds=np.zeros((1, 5, 31), np.float32))
-    with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, sequence\)"):
-        base(ids(5))
-
-
-def test_global_attention_on_padding_and_too_few_slots(base):
-    with pytest.raises(ValueError, match="Padding tokens cannot be global"):
-        base(ids(1, 5), attention_mask=np.array([[1, 1, 1, 0, 0]]), global_attention_mask=np.array([[1, 0, 0, 1, 0]]))
-    with pytest.raises(ValueError, match="num_global_slots=1 but a row has 2 global tokens"):
-        base(ids(1, 5), global_attention_mask=np.array([[1, 1, 0, 0, 0]]), num_global_slots=1)
-
-
-def test_heads_check_their_inputs():
-    with pytest.raises(ValueError, match=r"exactly 3 separator tokens .* found \[0\]"):
-        make("LongformerForQuestionAnswering")(ids(1, 8))
-    with pytest.raises(ValueError, match="num_labels must be 2"):
-        lfx.LongformerForQuestionAnswering(LongformerConfig(**tiny_kwargs(num_labels=3)))
-    with pytest.raises(ValueError, match=r"\(batch, num_choices, sequence\)"):
-        make("LongformerForMultipleChoice")(ids(2, 7), global_attention_mask=np.zeros((2, 7)))
-    config = LongformerConfig(**tiny_kwargs())
-    config.attention_window = 5
-    with pytest.raises(ValueError, match="even"):
-        lfx.LongformerModel(config)
-
-
 # ---------------------------------------------------------------------------------------------- checkpoints
-def test_base_and_head_checkpoints_load_into_each_other(tmp_path):
-    folder, mlm = saved(tmp_path, "LongformerForMaskedLM")
-    inputs = {k: v for k, v in make_inputs("padded_globals", "LongformerModel").items()}
-    with pytest.warns(UserWarning, match="lm_head"):
-        base = lfx.LongformerModel.from_pretrained(folder, output_loading_info=True)[0]
-    # The pooler is missing from an MLM checkpoint; everything else is the MLM's encoder.
-    assert close(base(**inputs).last_hidden_state, mlm.longformer(**inputs).last_hidden_state, 0)
-    base.save_pretrained(tmp_path / "base")
-    with pytest.warns(UserWarning, match="newly initialised"):
-        head, info = lfx.LongformerForMaskedLM.from_pretrained(tmp_path / "base", output_loading_info=True)
-    assert set(info["missing_keys"]) == {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight",
-                                         "lm_head.layer_norm.bias", "lm_head.bias"}
-    assert close(head.longformer(**inputs).last_hidden_state, mlm.longformer(**inputs).last_hidden_state, 0)
-
-
 def test_untied_decoder_round_trip(tmp_path):
     folder, model = saved(tmp_path, "LongformerForMaskedLM", tie_word_embeddings=False)
     with warnings.catch_warnings():
@@ -249,20 +153,6 @@ def _flatten(tree, prefix=()):
             yield (*prefix, k), v
 
 
-def test_broken_checkpoints_fail_with_the_file_and_tensor(tmp_path):
-    folder, _ = saved(tmp_path)
-    data = (folder / "model.safetensors").read_bytes()
-    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        lfx.LongformerModel.from_pretrained(folder)
-    folder, _ = saved(tmp_path / "b")
-    config = json.loads((folder / "config.json").read_text())
-    config["intermediate_size"] = 40
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"intermediate.dense.weight: checkpoint \(37, 32\), model \(40, 32\)"):
-        lfx.LongformerModel.from_pretrained(folder)
-
-
 def test_bfloat16_parameters_and_compute(tmp_path):
     folder, model = saved(tmp_path, "LongformerForMaskedLM")
     half = lfx.LongformerForMaskedLM.from_pretrained(folder, dtype=jnp.bfloat16)
@@ -275,54 +165,6 @@ def test_bfloat16_parameters_and_compute(tmp_path):
     half.save_pretrained(tmp_path / "bf16")  # written as bf16, loaded back as float32
     again = lfx.LongformerForMaskedLM.from_pretrained(tmp_path / "bf16")
     assert close(again(**inputs).logits, out.logits.astype(jnp.float32), 0.05)
-
-
-# ---------------------------------------------------------------------------------------------- training
-def _loss(model, inputs, head):
-    out = model(**inputs)
-    if head == "LongformerModel":
-        return (out.last_hidden_state ** 2).sum() + out.pooler_output.sum()
-    return out.loss
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_every_head_trains_with_jax_grad(head):
-    model = make(head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model.train()
-    inputs = make_inputs("padded_globals", head)
-    grads = nnx.grad(lambda m: _loss(m, inputs, head))(model)
-    leaves = {canonical_key(p)[0]: np.asarray(v.get_value()) for p, v in nnx.to_flat_state(grads)}
-    assert all(np.isfinite(g).all() for g in leaves.values())
-    nonzero = [k for k, g in leaves.items() if np.abs(g).max() > 0]
-    assert len(nonzero) >= 0.9 * len(leaves) - 2, sorted(set(leaves) - set(nonzero))
-    # One SGD step lowers the loss.
-    before = float(_loss(model, inputs, head))
-    state = nnx.state(model, nnx.Param)
-    nnx.update(model, jax.tree.map(lambda p, g: p - 1e-2 * g, state, grads))
-    assert float(_loss(model, inputs, head)) < before
-
-
-def test_remat_gives_the_same_gradients():
-    model = make("LongformerForTokenClassification", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    inputs = make_inputs("padded_globals", "LongformerForTokenClassification")
-    plain = nnx.grad(lambda m: m(**inputs).loss)(model)
-    model.gradient_checkpointing_enable()
-    remat = nnx.grad(lambda m: m(**inputs).loss)(model)
-    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(remat), strict=True):
-        assert close(a, b, 1e-6)
-
-
-def test_dropout_only_in_train_mode():
-    model = make("LongformerForMaskedLM")
-    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
-    model.train()
-    a, b = model(**inputs).logits, model(**inputs).logits
-    assert not close(a, b, 1e-3)  # nnx.Rngs advance: a new mask each call
-    out = model(**inputs, output_attentions=True)
-    rows = np.asarray(out.attentions[0]).sum(-1)
-    assert not np.allclose(rows[rows > 0], 1.0)
-    model.eval()
-    assert close(model(**inputs).logits, model(**inputs).logits, 0)
 
 
 # ---------------------------------------------------------------------------------------------- scale-out

@@ -78,6 +78,33 @@ def test_bad_inputs_are_refused_with_one_message(backend, case):
     assert "Exception encountered" not in message and "\x1b" not in message  # not wrapped by Keras
 
 
+SHAPE_AND_RANGE_ERRORS = {  # inputs -> message: each a different rule of semantics.check_input_*
+    "id-beyond-vocabulary": (dict(input_ids=[[5, 6, 99, 7, 8]]),
+                             r"input_ids holds values in \[5, 99\] but must lie in \[0, 98\]"),
+    "token-type-beyond-table": (dict(input_ids=[[5, 6, 7, 8, 9]], token_type_ids=[[3] * 5]),
+                                r"token_type_ids holds values in \[3, 3\] but must lie in \[0, 2\]"),
+    "global-on-padding": (dict(input_ids=[[5, 6, 7, 8, 9]], attention_mask=[[1, 1, 1, 0, 0]],
+                               global_attention_mask=[[1, 0, 0, 1, 0]]), "Padding tokens cannot be global"),
+    "mask-shape": (dict(input_ids=[[5, 6, 7, 8, 9]], attention_mask=[[1, 1, 1, 1]]),
+                   r"attention_mask has shape \(1, 4\) but the input has shape \(1, 5\)"),
+    "global-mask-batch": (dict(input_ids=[[5, 6, 7], [5, 6, 7]], global_attention_mask=[[1, 0, 0]]),
+                          r"global_attention_mask has shape \(1, 3\)"),
+    "ids-and-embeds": (dict(input_ids=[[5, 6]], inputs_embeds=np.zeros((1, 2, 32), np.float32)),
+                       "exactly one of input_ids and inputs_embeds"),
+    "neither": (dict(), "exactly one of input_ids and inputs_embeds"),
+    "embeds-width": (dict(inputs_embeds=np.zeros((1, 5, 31), np.float32)),
+                     r"inputs_embeds must have shape \(batch, sequence, 32\)"),
+    "ids-1d": (dict(input_ids=[5, 6, 7]), r"input_ids must have shape \(batch, sequence\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(SHAPE_AND_RANGE_ERRORS))
+def test_shape_and_range_errors(backend, case):
+    inputs, message = SHAPE_AND_RANGE_ERRORS[case]
+    with pytest.raises(ValueError, match=message):
+        run(backend, **{k: np.asarray(v) for k, v in inputs.items()})
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs two backends (cross env)")
 def test_every_backend_says_the_same(case):

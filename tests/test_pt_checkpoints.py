@@ -77,23 +77,6 @@ def test_mlm_ties_and_saved_keys(saved, tmp_path):
     assert not [p for p in os.listdir(tmp_path / "ours") if p.endswith(".tmp")]
 
 
-def test_base_checkpoint_into_head_and_back(tmp_path):
-    base = hf_model("LongformerModel")
-    base.save_pretrained(tmp_path / "base")
-    with pytest.warns(UserWarning, match="newly initialised.*classifier"):
-        head = lpt.LongformerForTokenClassification.from_pretrained(tmp_path / "base")
-    ours_base = lpt.LongformerModel.from_pretrained(tmp_path / "base")
-    with torch.no_grad():
-        a = head.longformer(**_inputs()).last_hidden_state
-        b = ours_base(**_inputs()).last_hidden_state
-    assert torch.equal(a, b)
-    head.save_pretrained(tmp_path / "head")
-    with pytest.warns(UserWarning, match="does not use.*classifier"):
-        model, info = lpt.LongformerModel.from_pretrained(tmp_path / "head", output_loading_info=True)
-    assert info["missing_keys"] == ["pooler.dense.weight", "pooler.dense.bias"]
-    assert "classifier.weight" in info["unexpected_keys"] and not info["mismatched_keys"]
-
-
 def test_legacy_gamma_beta_names_load(tmp_path, saved):
     tmp, hf = saved
     state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
@@ -105,18 +88,6 @@ def test_legacy_gamma_beta_names_load(tmp_path, saved):
         warnings.simplefilter("error")
         model = lpt.LongformerForMaskedLM.from_pretrained(tmp / "legacy")
     assert _same_outputs(model, lpt.LongformerForMaskedLM.from_pretrained(tmp / "st"), "LongformerForMaskedLM")
-
-
-def test_truncated_safetensors_is_reported(saved):
-    tmp, _ = saved
-    path = tmp / "st" / "model.safetensors"
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="model.safetensors.*truncated or corrupt"):
-        lpt.LongformerForMaskedLM.from_pretrained(tmp / "st")
-    path.write_bytes(b"\x00" * 16)
-    with pytest.raises(CheckpointError, match="not a readable safetensors"):
-        lpt.LongformerForMaskedLM.from_pretrained(tmp / "st")
 
 
 def test_corrupt_bin_is_reported(tmp_path, saved):

@@ -1,5 +1,6 @@
-"""longformer.tf on its own (no torch needed): the NumPy reference, tf.function/XLA, errors, checkpoints (including
-Hugging Face 4.x tf_model.h5), model.fit, SavedModel export, MirroredStrategy."""
+"""What only longformer.tf has (no torch needed): tf.function / XLA, the Keras backend check, Hugging Face 4.x
+tf_model.h5, dtype policies, model.fit, SavedModel export, MirroredStrategy, quiet imports. The tests every backend
+shares are tests/test_models.py."""
 
 from __future__ import annotations
 
@@ -20,10 +21,7 @@ from conftest import HEADS, tiny_kwargs  # noqa: E402
 from parity import close  # noqa: E402
 
 import longformer.tf as ltf  # noqa: E402
-from converters import CheckpointError  # noqa: E402
-from converters.checkpoint import read_checkpoint  # noqa: E402
 from longformer import LongformerConfig  # noqa: E402
-from longformer.reference import ReferenceModel  # noqa: E402
 from longformer.tf.checkpoint import canonical_variables  # noqa: E402
 
 ATOL = 1e-5
@@ -58,27 +56,6 @@ def all_close(a, b, atol=ATOL, where=""):
         pairs = zip(a[key], b[key], strict=True) if isinstance(a[key], tuple) else [(a[key], b[key])]
         for x, y in pairs:
             assert close(x, y, atol), (where, key)
-
-
-# ---------------------------------------------------------------------------------------------- the reference
-@pytest.mark.parametrize("case", ["no_global", "padded_globals"])
-@pytest.mark.parametrize("head", ["LongformerModel", "LongformerForMaskedLM"])
-@pytest.mark.parametrize("windows", [4, [4, 8]], ids=["w4", "w4-8"])
-def test_matches_numpy_reference(tmp_path, head, case, windows):
-    folder, model = saved(tmp_path, head, attention_window=windows)
-    reference = ReferenceModel(model.config, read_checkpoint(str(folder / "model.safetensors")))
-    inputs = {k: v for k, v in make_inputs(case, head).items() if k != "labels"}
-    ref = reference(**inputs)
-    out = model(**inputs, output_attentions=True, output_hidden_states=True)
-    for key, value in ref.items():
-        if not hasattr(out, key):  # the MLM output has logits and the encoder fields, not last_hidden_state
-            continue
-        if value is None:
-            assert getattr(out, key) is None, key
-        elif isinstance(value, tuple):
-            assert all(close(a, b) for a, b in zip(getattr(out, key), value, strict=True)), key
-        else:
-            assert close(getattr(out, key), value), key
 
 
 # ---------------------------------------------------------------------------------------------- graph and XLA
@@ -116,50 +93,6 @@ def test_a_graph_without_slot_count_gives_every_position_a_slot():
 
 
 # ---------------------------------------------------------------------------------------------- errors
-@pytest.fixture(scope="module")
-def base():
-    return make()
-
-
-def ids(*shape):
-    return np.random.default_rng(0).integers(5, 99, shape)
-
-
-def test_sequence_longer_than_position_table(base):
-    base(input_ids=ids(1, 62))
-    with pytest.raises(ValueError, match="position 64 .* 64 rows .* at most 62 tokens fit"):
-        base(input_ids=ids(1, 63))
-    with pytest.raises(ValueError, match="position table"):
-        base(inputs_embeds=np.zeros((1, 63, 32), np.float32))
-
-
-def test_ids_outside_the_vocabulary_and_bad_shapes(base):
-    bad = ids(1, 5)
-    bad[0, 2] = 99
-    with pytest.raises(ValueError, match=r"input_ids holds values in \[\d+, 99\] but must lie in \[0, 98\]"):
-        base(input_ids=bad)
-    with pytest.raises(ValueError, match="token_type_ids"):
-        base(input_ids=ids(1, 5), token_type_ids=np.full((1, 5), 3))
-    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 4\) but the input has shape \(1, 5\)"):
-        base(input_ids=ids(1, 5), attention_mask=np.ones((1, 4)))
-    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
-        base(input_ids=None)
-    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(batch, sequence, 32\)"):
-        base(inputs_embeds=np.zeros((1, 5, 31), np.float32))
-
-
-def test_global_attention_on_padding_and_head_checks(base):
-    with pytest.raises(ValueError, match="Padding tokens cannot be global"):
-        base(input_ids=ids(1, 5), attention_mask=np.array([[1, 1, 1, 0, 0]]),
-             global_attention_mask=np.array([[1, 0, 0, 1, 0]]))
-    with pytest.raises(ValueError, match=r"exactly 3 separator tokens .* found \[0\]"):
-        make("LongformerForQuestionAnswering")(input_ids=ids(1, 8))
-    with pytest.raises(ValueError, match="num_labels must be 2"):
-        ltf.LongformerForQuestionAnswering(LongformerConfig(**tiny_kwargs(num_labels=3)))
-    with pytest.raises(ValueError, match=r"\(batch, num_choices, sequence\)"):
-        make("LongformerForMultipleChoice")(input_ids=ids(2, 7), global_attention_mask=np.zeros((2, 7)))
-
-
 def test_refuses_a_keras_backend_other_than_tensorflow():
     code = "import longformer.tf"
     env = dict(os.environ, KERAS_BACKEND="numpy")
@@ -168,30 +101,6 @@ def test_refuses_a_keras_backend_other_than_tensorflow():
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def test_save_load_round_trip_and_prefixes(tmp_path):
-    folder, mlm = saved(tmp_path, "LongformerForMaskedLM")
-    inputs = make_inputs("padded_globals", "LongformerModel")
-    again = ltf.LongformerForMaskedLM.from_pretrained(folder)
-    assert close(again(**inputs).logits, mlm(**inputs).logits, 0)
-    with pytest.warns(UserWarning, match="lm_head"):
-        base = ltf.LongformerModel.from_pretrained(folder)
-    assert close(base(**inputs).last_hidden_state, mlm.longformer(**inputs).last_hidden_state, 0)
-
-
-def test_broken_checkpoints_fail_with_the_file_and_tensor(tmp_path):
-    folder, _ = saved(tmp_path)
-    data = (folder / "model.safetensors").read_bytes()
-    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        ltf.LongformerModel.from_pretrained(folder)
-    folder, _ = saved(tmp_path / "b")
-    config = json.loads((folder / "config.json").read_text())
-    config["intermediate_size"] = 40
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"intermediate.dense.weight: checkpoint \(37, 32\), model \(40, 32\)"):
-        ltf.LongformerModel.from_pretrained(folder)
-
-
 @pytest.mark.parametrize("head", ["LongformerForMaskedLM", "LongformerForQuestionAnswering"])
 def test_hugging_face_4x_tf_model_h5_matches_its_outputs(tmp_path, head):
     """tests/data/hf4_tf/<head>: tf_model.h5 + config.json written by transformers 4.57 TF (tf-keras), and the
@@ -234,28 +143,6 @@ def test_model_fit_trains_each_head_with_its_own_loss(head):
     losses = history.history["loss"]
     assert losses[-1] < losses[0], losses
     assert np.isfinite(model.evaluate(_dataset(head), verbose=0))
-
-
-def test_gradient_checkpointing_gives_the_same_gradients():
-    model = make("LongformerForTokenClassification", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    inputs = make_inputs("padded_globals", "LongformerForTokenClassification")
-
-    def grads():
-        with tf.GradientTape() as tape:
-            loss = model(**inputs, training=True).loss
-        return tape.gradient(loss, model.trainable_variables)
-
-    plain = grads()
-    model.gradient_checkpointing_enable()
-    for a, b in zip(plain, grads(), strict=True):  # embedding gradients are IndexedSlices: densify them
-        assert close(tf.convert_to_tensor(a), tf.convert_to_tensor(b), 1e-6)
-
-
-def test_dropout_only_in_training():
-    model = make("LongformerForMaskedLM")
-    inputs = make_inputs("padded_globals", "LongformerForMaskedLM")
-    assert not close(model(**inputs, training=True).logits, model(**inputs, training=True).logits, 1e-3)
-    assert close(model(**inputs).logits, model(**inputs).logits, 0)
 
 
 # ---------------------------------------------------------------------------------------------- serving

@@ -22,6 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .. import semantics
+
 
 def mask_value(dtype) -> float:
     """Score of a key that must get probability exactly 0 (the dtype minimum; -inf would turn empty rows to NaN)."""
@@ -53,83 +55,108 @@ def global_slots(is_global: jax.Array, num_slots: int) -> tuple[jax.Array, jax.A
 def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Array, w: int, block: int, *,
                    global_k: jax.Array | None = None, global_v: jax.Array | None = None,
                    slot_valid: jax.Array | None = None, dropout: float = 0.0, dropout_key: jax.Array | None = None,
-                   return_probs: bool = False) -> tuple[jax.Array, jax.Array | None]:
+                   return_probs: bool = False, strategy: str = "rows") -> tuple[jax.Array, jax.Array | None]:
     """Each query attends to the keys within `w` positions that are valid, plus the global slots.
 
     Args:
         q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per block (see `semantics.band_block`).
+        w: one-sided window; block: query rows per block (`semantics.query_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
         dropout, dropout_key: dropout rate on the probabilities and its PRNG key (None: no dropout).
+        strategy: how the blocks are looped over (`semantics.BAND_STRATEGIES`): "rows", one (batch, head) row
+            at a time with `lax.map` (a row's scores, a few MB, stay in cache, where one contraction over every
+            head streams ~100 MB through memory: 0.12 s vs 0.31 s per layer at n = 4096, W = 512 on CPU);
+            "batched", every block of every row in one contraction (accelerators).
     Returns:
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w.
     """
     B, N, nh, hd = q.shape
-    G = 0 if global_k is None else global_k.shape[2]
-    n_blocks = -(-N // block)
-    tail = n_blocks * block - N
-    span = -(-2 * w // block) * block  # the band's 2w keys beyond a block's own, rounded up to whole blocks
-    width = block + span  # keys a block of queries can see (the columns past 2w are masked)
+    n_blocks, tail, span = semantics.band_geometry(N, w, block)
     acc = softmax_dtype(q.dtype)
-    offset = jnp.arange(width)[None, :] - jnp.arange(block)[:, None]
-    in_band = (offset >= 0) & (offset <= 2 * w)                                       # b width
-    valid_win = _key_windows(jnp.pad(key_valid, ((0, 0), (w, span - w + tail))), block, width)  # B nblk width
-    bias = _additive_bias(in_band[None, None] & valid_win[:, :, None, :], acc)         # B nblk b width
+    with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
+    band_key, global_key = (None, None) if dropout_key is None else jax.random.split(dropout_key)
+    # Keys/values padded by w before and the rest of the span after (plus the query tail): query i sees padded
+    # keys i .. i + 2w.
+    q_pad = _pad_rows(q, 0, tail)                                                    # B Nq nh hd
+    k_pad = _pad_rows(k, w, span - w + tail)                                         # B Nq+span nh hd
+    v_pad = _pad_rows(v, w, span - w + tail)
+    band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
+    run = {"rows": _band_rows, "batched": _band_batched}[strategy]
+    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, band_key,
+                                        with_lse, return_probs)
+    context = context[:, :N]                                                          # B N nh hd
+    band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
+    band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
+    if global_k is None:
+        return context, band_probs
+    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, global_key)
 
-    # One (batch, head) row at a time, as longformer.pt does: a row's scores (a few MB) stay in cache, where one
-    # contraction over every head would stream ~100 MB of scores through memory (0.12 s vs 0.31 s per layer at
-    # n = 4096, W = 512). Keys/values padded by w before and the rest of the span after (plus the query tail):
-    # query i sees padded keys i .. i + 2w.
-    def rows(x, before, after):  # (B, N, nh, hd) -> (B * nh, before + N + after, hd)
-        return _pad_rows(x.transpose(0, 2, 1, 3).reshape(B * nh, N, hd), before, after)
+
+def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, dropout_key, with_lse, return_probs):
+    """The "rows" strategy: `lax.map` over (batch, head) rows, all blocks of a row at once."""
+    B, Nq, nh, hd = q_pad.shape
+    width = band_bias.shape[1]  # keys a block sees: its own and the band's span
+
+    def rows(x):  # (B, P, nh, hd) -> (B * nh, P, 1, hd): one row per (batch, head)
+        return x.transpose(0, 2, 1, 3).reshape(B * nh, -1, 1, hd)
 
     keys = None if dropout_key is None else jax.random.split(dropout_key, B * nh)
 
     def one_row(args):
         row, q_r, k_r, v_r, key = args
-        scores = jnp.einsum("jqd,jkd->jqk", q_r.reshape(n_blocks, block, hd), _key_windows(k_r[None], block,
-                                                                                           width)[0],
-                            preferred_element_type=acc) + bias[row // nh]              # nblk b width
-        p, lse = _softmax_and_lse(scores)                                             # in at least float32
-        p = _dropout(p.astype(q.dtype), dropout, key)
-        out = jnp.einsum("jqk,jkd->jqd", p, _key_windows(v_r[None], block, width)[0])
-        return (out.reshape(n_blocks * block, hd), lse.reshape(n_blocks * block, 1),
-                _relative_columns(p, w).reshape(n_blocks * block, 2 * w + 1) if return_probs else None)
+        o, l_, p = _band_blocks(q_r.reshape(-1, block, hd), _key_windows(k_r[None], block, width)[0, 0],
+                                _key_windows(v_r[None], block, width)[0, 0], band_bias, key_bias[row // nh], w,
+                                dropout, key, with_lse, return_probs)
+        return o.reshape(Nq, hd), None if l_ is None else l_.reshape(Nq, 1), None if p is None else p.reshape(Nq, -1)
 
-    out, band_lse, band_probs = jax.lax.map(
-        one_row, (jnp.arange(B * nh), rows(q, 0, tail), rows(k, w, span - w + tail), rows(v, w, span - w + tail),
-                  keys))
-    context = out.reshape(B, nh, n_blocks * block, hd)[:, :, :N].transpose(0, 2, 1, 3)   # B N nh hd
-    if return_probs:
-        band_probs = band_probs.reshape(B, nh, n_blocks * block, 2 * w + 1)[:, :, :N]
-    if not G:
-        return context, band_probs
+    out, lse, probs = jax.lax.map(one_row, (jnp.arange(B * nh), rows(q_pad), rows(k_pad), rows(v_pad), keys))
+    out = out.reshape(B, nh, Nq, hd).transpose(0, 2, 1, 3)
+    lse = None if lse is None else lse.reshape(B, nh, Nq, 1)
+    return out, lse, None if probs is None else probs.reshape(B, nh, Nq, -1)
 
-    # The global slots join every row's softmax through log-sum-exps: the band's scores are never concatenated,
-    # its context is rescaled by its share of the total.
+
+def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, dropout_key, with_lse, return_probs):
+    """The "batched" strategy: every block of every (batch, head) row in one contraction."""
+    B, Nq, nh, hd = q_pad.shape
+    width = band_bias.shape[1]  # keys a block sees: its own and the band's span
+    q_blk = q_pad.reshape(B, Nq // block, block, nh, hd).transpose(0, 3, 1, 2, 4)    # B nh nblk b hd
+    out, lse, p = _band_blocks(q_blk, _key_windows(k_pad, block, width), _key_windows(v_pad, block, width),
+                               band_bias, key_bias[:, None], w, dropout, dropout_key, with_lse, return_probs)
+    out = out.transpose(0, 2, 3, 1, 4).reshape(B, Nq, nh, hd)
+    lse = None if lse is None else lse.reshape(B, nh, Nq, 1)
+    return out, lse, None if p is None else p.reshape(B, nh, Nq, -1)
+
+
+def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, dropout_key, with_lse, return_probs):
+    """One step of either strategy: blocks of queries `(..., b, hd)` against their key windows `(..., width,
+    hd)`. Returns the blocks' context `(..., b, hd)`, log-sum-exps `(..., b, 1)` (if `with_lse`) and
+    probabilities by offset `(..., b, 2w + 1)` (if `return_probs`)."""
+    # Two small additive masks instead of one per block and row: the band's corners (the same for every block)
+    # and the keys a block's window may not see (padding, global, beyond the ends). A key outside both gets
+    # minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
+    scores = jnp.einsum("...qd,...kd->...qk", q_blk, k_win, preferred_element_type=band_bias.dtype)
+    p, lse = _softmax_and_lse(scores + key_bias + band_bias)                         # in at least float32
+    p = _dropout(p.astype(q_blk.dtype), dropout, dropout_key)
+    out = jnp.einsum("...qk,...kd->...qd", p, v_win)
+    return out, lse if with_lse else None, _relative_columns(p, w) if return_probs else None
+
+
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, dropout_key):
+    """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
+    concatenated or copied, its context and probabilities are rescaled by their share of the total."""
+    acc = band_lse.dtype
     global_scores = jnp.einsum("bnhd,bhgd->bhng", q, global_k.astype(q.dtype), preferred_element_type=acc)
-    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]       # B nh N G
-    band_lse = band_lse.reshape(B, nh, n_blocks * block, 1)[:, :, :N]                 # B nh N 1
+    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]  # B nh N G
     total = jnp.logaddexp(band_lse, jax.nn.logsumexp(global_scores, axis=-1, keepdims=True))
-    band_share = jnp.exp(band_lse - total).astype(q.dtype)
-    global_key = None if dropout_key is None else jax.random.fold_in(dropout_key, B * nh)
-    global_p = _dropout(jnp.exp(global_scores - total).astype(q.dtype), dropout, global_key)
-    global_context = jnp.einsum("bhng,bhgd->bnhd", global_p, global_v.astype(q.dtype))  # B N nh hd
-    context = global_context + context * jnp.swapaxes(band_share, 1, 2)
-    if return_probs:
-        band_probs = jnp.concatenate([global_p, band_probs * band_share], axis=-1)
+    share = jnp.exp(band_lse - total).astype(q.dtype)                                 # B nh N 1
+    global_p = _dropout(jnp.exp(global_scores - total).astype(q.dtype), dropout, dropout_key)
+    context = jnp.einsum("bhng,bhgd->bnhd", global_p, global_v.astype(q.dtype)) + context * jnp.swapaxes(share, 1, 2)
+    if band_probs is not None:
+        band_probs = jnp.concatenate([global_p, band_probs * share], axis=-1)
     return context, band_probs
-
-
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Inverted dropout (kept values scaled by 1 / (1 - rate)); the identity without a key."""
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
 def _pad_rows(x: jax.Array, before: int, after: int) -> jax.Array:
@@ -140,15 +167,35 @@ def _pad_rows(x: jax.Array, before: int, after: int) -> jax.Array:
 
 
 def _key_windows(x_pad: jax.Array, block: int, width: int) -> jax.Array:
-    """`(B, P, ...)` padded rows -> `(B, nblk, width, ...)`: block j sees rows [j*block, j*block + width).
+    """`(B, P, nh, hd)` padded rows -> `(B, nh, nblk, width, hd)`: block j sees rows [j*block, j*block + width).
 
-    `width - block` is a multiple of `block`, so each window is `width // block` consecutive chunks."""
-    B, P = x_pad.shape[:2]
-    chunks = x_pad.reshape(B, P // block, block, *x_pad.shape[2:])
+    XLA has no overlapping views: `width - block` is a multiple of `block`, so each window is `width // block`
+    consecutive `block`-row chunks, stacked."""
+    B, P, nh, hd = x_pad.shape
+    chunks = x_pad.reshape(B, P // block, block, nh, hd)
     shifts = width // block
     n_blocks = P // block - shifts + 1
-    windows = jnp.stack([chunks[:, s:s + n_blocks] for s in range(shifts)], axis=2)    # B nblk shifts b ...
-    return windows.reshape(B, n_blocks, width, *x_pad.shape[2:])
+    windows = jnp.stack([chunks[:, s:s + n_blocks] for s in range(shifts)], axis=2)    # B nblk shifts b nh hd
+    return windows.reshape(B, n_blocks, width, nh, hd).transpose(0, 3, 1, 2, 4)
+
+
+def _band_bias(key_valid: jax.Array, w: int, block: int, span: int, tail: int, dtype):
+    """The band's additive masks: `(b, width)` for the band's corners (the same in every block) and `(B, nblk, 1,
+    width)` for the keys each block's window may not see (padding, global tokens, beyond the ends)."""
+    width = block + span
+    offset = jnp.arange(width)[None, :] - jnp.arange(block)[:, None]
+    band_bias = _additive_bias((offset >= 0) & (offset <= 2 * w), dtype)
+    key_valid = jnp.pad(key_valid, ((0, 0), (w, span - w + tail)))
+    key_bias = _additive_bias(_key_windows(key_valid[:, :, None, None], block, width)[:, 0, :, :, 0], dtype)
+    return band_bias, key_bias[:, :, None, :]
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout (kept values scaled by 1 / (1 - rate)); the identity without a key."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
 def _additive_bias(allowed: jax.Array, dtype) -> jax.Array:
@@ -165,7 +212,7 @@ def _softmax_and_lse(scores: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _relative_columns(p: jax.Array, w: int) -> jax.Array:
-    """(…, b, b + 2w) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
+    """(…, b, width) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
     b = p.shape[-2]
     index = jnp.arange(b)[:, None] + jnp.arange(2 * w + 1)[None, :]
     return jnp.take_along_axis(p, jnp.broadcast_to(index, (*p.shape[:-2], b, 2 * w + 1)), axis=-1)

@@ -96,7 +96,8 @@ class LongformerSelfAttention(nnx.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
-        self.query_block = semantics.BATCHED_QUERY_BLOCK  # rows per band block (2w for smaller windows: band_block)
+        self.strategy = semantics.BAND_STRATEGY["flax"]  # how the band loops over its blocks (set_band_strategy)
+        self.query_block = None  # rows per band block; None: the strategy's (semantics.query_block)
         self.dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.query = _linear(H, H, config, rngs, COLUMN)
         self.key = _linear(H, H, config, rngs, COLUMN)
@@ -123,9 +124,9 @@ class LongformerSelfAttention(nnx.Module):
         train = not self.dropout.deterministic and rate > 0
         band_key, global_key = (self.dropout.rngs(), self.dropout.rngs()) if train else (None, None)
         context, probs = band_attention(
-            q, k, v, masks.window_key, w, semantics.band_block(w, self.query_block), global_k=global_k,
-            global_v=global_v, slot_valid=masks.slot_valid, dropout=rate, dropout_key=band_key,
-            return_probs=output_attentions)
+            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "flax"),
+            global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=rate, dropout_key=band_key,
+            return_probs=output_attentions, strategy=self.strategy)
         out = context.reshape(B, N, H)
         out = jnp.where(masks.padding[:, :, None], 0.0, out).astype(context.dtype)  # padding attends to nothing
         global_probs = None

@@ -28,11 +28,12 @@ import numpy as np
 from converters.checkpoint import ONNX_HEAD_METADATA
 
 from ..config import LongformerConfig
-from ..semantics import BATCHED_QUERY_BLOCK, FEED_FORWARD_ROWS
+from ..semantics import FEED_FORWARD_ROWS
+from ..semantics import QUERY_BLOCK as BLOCKS
 
 HEADS = ("LongformerModel", "LongformerForMaskedLM", "LongformerForSequenceClassification",
          "LongformerForMultipleChoice", "LongformerForTokenClassification", "LongformerForQuestionAnswering")
-QUERY_BLOCK = BATCHED_QUERY_BLOCK  # query rows per band block: the batched strategy's (semantics)
+QUERY_BLOCK = BLOCKS["batched"]["onnx"]  # query rows per band block (semantics)
 OPSET = 17  # LayerNormalization is in the default domain from 17 on
 HEAD_METADATA = ONNX_HEAD_METADATA
 

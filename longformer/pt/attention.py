@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import semantics
+
 
 def mask_value(dtype: torch.dtype) -> float:
     """Score of a key that must get probability exactly 0 (the dtype minimum; -inf would turn empty rows to NaN)."""
@@ -52,91 +54,113 @@ def global_slots(is_global: torch.Tensor, num_slots: int) -> tuple[torch.Tensor,
 def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor, w: int, block: int,
                    *, global_k: torch.Tensor | None = None, global_v: torch.Tensor | None = None,
                    slot_valid: torch.Tensor | None = None, dropout: float = 0.0, training: bool = False,
-                   return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   return_probs: bool = False, strategy: str = "rows") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Each query attends to the keys within `w` positions that are valid, plus the global slots.
 
     Args:
         q, k, v: `(B, N, nh, hd)` (the projections' own layout: no transpose); `q` already scaled.
         key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per step.
+        w: one-sided window; block: query rows per block (`semantics.query_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
+        strategy: how the blocks are looped over (`semantics.BAND_STRATEGIES`): "rows", one (batch, head) row
+            at a time, a few blocks per step (eager CPU: each step's scores stay in cache); "batched", every block
+            of every row in one contraction (accelerators).
     Returns:
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w. A row with no key to see (only padding and global tokens: the model
         overwrites those rows) comes out uniform over its band.
     """
     B, N, nh, hd = q.shape
-    H = nh * hd
-    G = 0 if global_k is None else global_k.shape[2]
-    n_blocks = -(-N // block)
-    tail = n_blocks * block - N
-    width = block + 2 * w  # keys a block of queries can see
+    n_blocks, tail, span = semantics.band_geometry(N, w, block)
     acc = softmax_dtype(q.dtype)
-    # Keys/values padded by w on both sides (plus the query tail): query i sees padded keys i .. i + 2w.
+    with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
+    # Keys/values padded by w before and the rest of the span after (plus the query tail): query i sees padded
+    # keys i .. i + 2w.
     q_pad = _pad_rows(q, 0, tail)                                                    # B Nq nh hd
-    k_pad = _pad_rows(k, w, w + tail)                                                # B Nq+2w nh hd
-    v_pad = _pad_rows(v, w, w + tail)
-    padded_len = k_pad.shape[1]
-    key_valid = F.pad(key_valid, (w, w + tail), value=False)
-    offset = torch.arange(width, device=q.device)[None, :] - torch.arange(block, device=q.device)[:, None]
-    # Two small additive masks instead of one per block and row: the band's corners, the same for every block,
-    # and the keys a block's window may not see (padding, global, beyond the ends), one row per block. A key
-    # outside both gets minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
-    band_bias = _additive_bias((offset >= 0) & (offset <= 2 * w), acc)                # b b+2w
-    key_bias = _additive_bias(key_valid.unfold(1, width, block), acc)[:, :, None, :]  # B nblk 1 b+2w
+    k_pad = _pad_rows(k, w, span - w + tail)                                         # B Nq+span nh hd
+    v_pad = _pad_rows(v, w, span - w + tail)
+    band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
+    run = {"rows": _band_rows, "batched": _band_batched}[strategy]
+    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, training,
+                                        with_lse, return_probs)
+    context = context[:, :N]                                                          # B N nh hd
+    band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
+    band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
+    if global_k is None:
+        return context, band_probs
+    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, training)
+
+
+def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, training, with_lse, return_probs):
+    """The "rows" strategy: a Python loop over (batch, head) rows, each taking a few blocks per step; every step
+    writes its rows straight into the `(B, N, nh, hd)` result (no concatenation, no transpose)."""
+    B, Nq, nh, hd = q_pad.shape
+    n_blocks, width = Nq // block, band_bias.shape[1]  # keys a block sees: its own and the band's span
+    k_win, v_win = _key_windows(k_pad, block, width), _key_windows(v_pad, block, width)  # views
     # Blocks per step: keep each step's scores near 8 MB, small enough for the allocator to reuse.
     steps = -(-n_blocks * block * width * 4 // (8 << 20))
     per_step = -(-n_blocks // steps)
-
-    if G:  # the global slots: local keys and values of the global tokens, and which slots are real
-        global_k, global_v = global_k.to(q.dtype), global_v.to(q.dtype)
-        slot_bias = _additive_bias(slot_valid, acc)[:, None, :]                       # B 1 G
-
-    compiling = torch.compiler.is_compiling()
-    # Each step writes its rows straight into the (B, N, nh, hd) result: no concatenation, no transpose.
-    out = q.new_empty(B, n_blocks * block, nh, hd)
+    out = q_pad.new_empty(B, Nq, nh, hd)
+    lse = q_pad.new_empty(B, nh, Nq, 1, dtype=band_bias.dtype) if with_lse else None
     probs = []
     for row in range(B * nh):
         b_, head = divmod(row, nh)
         for first in range(0, n_blocks, per_step):
-            count = min(per_step, n_blocks - first)
-            rows = slice(first * block, (first + count) * block)
-            # The keys of block j are padded rows [j*b, j*b + b + 2w) of this head: overlapping windows viewed
-            # in place (row stride H), never copied. Eagerly one as_strided (~12% faster per layer than the
-            # equivalent unfold); torch.compile cannot trace storage offsets, so there the same view is unfolded.
-            if compiling:
-                span = slice(first * block, (first + count - 1) * block + width)
-                k_win = k_pad[b_, span, head].unfold(0, width, block).transpose(1, 2)  # count b+2w hd
-                v_win = v_pad[b_, span, head].unfold(0, width, block).transpose(1, 2)
-            else:
-                window, strides = (count, width, hd), (block * H, H, 1)
-                start = (b_ * padded_len + first * block) * H + head * hd
-                k_win = k_pad.as_strided(window, strides, k_pad.storage_offset() + start)
-                v_win = v_pad.as_strided(window, strides, v_pad.storage_offset() + start)
-            q_blk = q_pad[b_, rows, head].view(count, block, hd)
-            scores = torch.matmul(q_blk, k_win.transpose(1, 2))
-            scores = scores.to(acc).add_(key_bias[b_, first:first + count]).add_(band_bias)  # blocks b b+2w
-            p = torch.softmax(scores, dim=-1)                                         # in at least float32
-            if G:
-                # The global slots join these rows' softmax through log-sum-exps, so the band's scores are never
-                # concatenated or copied: the band's log-normaliser is max(score) - log(max(p)) (exact, since
-                # max(p) >= 1 / width) and its probabilities are rescaled by their share of the total.
-                global_scores = torch.matmul(q_blk, global_k[b_, head].transpose(0, 1)).to(acc).add_(slot_bias[b_])
-                band_lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True))
-                total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
-                share = torch.exp(band_lse - total).to(q.dtype)                       # blocks b 1
-                global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)  # blocks b G
-            p = F.dropout(p.to(q.dtype), dropout, training)
-            context = torch.matmul(p, v_win)                                          # blocks b hd
-            if G:
-                context = torch.baddbmm(context * share, global_p, global_v[b_, head].expand(count, G, hd))
-            out[b_, rows, head] = context.reshape(count * block, hd)
+            blocks = slice(first, min(first + per_step, n_blocks))
+            rows = slice(first * block, blocks.stop * block)
+            q_blk = q_pad[b_, rows, head].view(-1, block, hd)                          # count b hd
+            o, l_, p = _band_blocks(q_blk, k_win[b_, head, blocks], v_win[b_, head, blocks], band_bias,
+                                    key_bias[b_, blocks], w, dropout, training, with_lse, return_probs)
+            out[b_, rows, head] = o.reshape(-1, hd)
+            if with_lse:
+                lse[b_, head, rows] = l_.reshape(-1, 1)
             if return_probs:
-                band = _relative_columns(p, w)
-                probs.append(torch.cat([global_p, band * share], dim=-1) if G else band)
-    context = out[:, :N]                                                              # B N nh hd
-    band_probs = torch.cat(probs).reshape(B, nh, n_blocks * block, -1)[:, :, :N] if return_probs else None
+                probs.append(p)
+    band_probs = torch.cat(probs).reshape(B, nh, Nq, -1) if return_probs else None
+    return out, lse, band_probs
+
+
+def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, training, with_lse, return_probs):
+    """The "batched" strategy: every block of every (batch, head) row in one contraction."""
+    B, Nq, nh, hd = q_pad.shape
+    width = band_bias.shape[1]  # keys a block sees: its own and the band's span
+    q_blk = q_pad.view(B, Nq // block, block, nh, hd).permute(0, 3, 1, 2, 4)         # B nh nblk b hd
+    out, lse, p = _band_blocks(q_blk, _key_windows(k_pad, block, width), _key_windows(v_pad, block, width),
+                               band_bias, key_bias[:, None], w, dropout, training, with_lse, return_probs)
+    out = out.permute(0, 2, 3, 1, 4).reshape(B, Nq, nh, hd)
+    lse = None if lse is None else lse.reshape(B, nh, Nq, 1)
+    return out, lse, None if p is None else p.reshape(B, nh, Nq, -1)
+
+
+def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, training, with_lse, return_probs):
+    """One step of either strategy: blocks of queries `(..., b, hd)` against their key windows `(..., width,
+    hd)`. Returns the blocks' context `(..., b, hd)`, log-sum-exps `(..., b, 1)` (if `with_lse`) and
+    probabilities by offset `(..., b, 2w + 1)` (if `return_probs`)."""
+    scores = torch.matmul(q_blk, k_win.transpose(-1, -2))
+    # Two small additive masks instead of one per block and row: the band's corners (the same for every block)
+    # and the keys a block's window may not see (padding, global, beyond the ends). A key outside both gets
+    # minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
+    scores = scores.to(band_bias.dtype).add_(key_bias).add_(band_bias)
+    p = torch.softmax(scores, dim=-1)                                                 # in at least float32
+    # The log-normaliser is max(score) - log(max(p)): exact, since max(p) >= 1 / width.
+    lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True)) if with_lse else None
+    p = F.dropout(p.to(q_blk.dtype), dropout, training)
+    return torch.matmul(p, v_win), lse, _relative_columns(p, w) if return_probs else None
+
+
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, training):
+    """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
+    concatenated or copied, its context and probabilities are rescaled by their share of the total."""
+    acc = band_lse.dtype
+    global_scores = torch.einsum("bnhd,bhgd->bhng", q, global_k.to(q.dtype)).to(acc)
+    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]  # B nh N G
+    total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
+    share = torch.exp(band_lse - total).to(q.dtype)                                   # B nh N 1
+    global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)
+    context = torch.einsum("bhng,bhgd->bnhd", global_p, global_v.to(q.dtype)).add_(context * share.transpose(1, 2))
+    if band_probs is not None:
+        band_probs = torch.cat([global_p, band_probs * share], dim=-1)
     return context, band_probs
 
 
@@ -148,13 +172,38 @@ def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
     return torch.cat([x.new_zeros(B, before, nh, hd), x, x.new_zeros(B, after, nh, hd)], dim=1)
 
 
+def _key_windows(x_pad: torch.Tensor, block: int, width: int) -> torch.Tensor:
+    """`(B, P, nh, hd)` padded rows -> `(B, nh, nblk, width, hd)`: block j sees rows [j*block, j*block + width).
+
+    Overlapping windows viewed in place (row stride H), never copied. Eagerly one as_strided (~12% faster per
+    layer than the equivalent unfold); torch.compile cannot trace storage offsets, so there the view is unfolded."""
+    B, P, nh, hd = x_pad.shape
+    n_blocks = (P - width) // block + 1
+    if torch.compiler.is_compiling():
+        return x_pad.unfold(1, width, block).permute(0, 2, 1, 4, 3)
+    H = nh * hd
+    return x_pad.as_strided((B, nh, n_blocks, width, hd), (P * H, hd, block * H, H, 1), x_pad.storage_offset())
+
+
+def _band_bias(key_valid: torch.Tensor, w: int, block: int, span: int, tail: int, dtype: torch.dtype):
+    """The band's additive masks: `(b, width)` for the band's corners (the same in every block) and `(B, nblk, 1,
+    width)` for the keys each block's window may not see (padding, global tokens, beyond the ends)."""
+    width = block + span
+    device = key_valid.device
+    offset = torch.arange(width, device=device)[None, :] - torch.arange(block, device=device)[:, None]
+    band_bias = _additive_bias((offset >= 0) & (offset <= 2 * w), dtype)
+    key_valid = F.pad(key_valid, (w, span - w + tail), value=False)
+    key_bias = _additive_bias(key_valid.unfold(1, width, block), dtype)[:, :, None, :]
+    return band_bias, key_bias
+
+
 def _additive_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """0 where allowed, the dtype minimum elsewhere (a score plus the minimum stays the minimum: probability 0)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, mask_value(dtype))
 
 
 def _relative_columns(p: torch.Tensor, w: int) -> torch.Tensor:
-    """(…, b, b + 2w) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
+    """(…, b, width) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
     b = p.shape[-2]
     index = torch.arange(b, device=p.device)[:, None] + torch.arange(2 * w + 1, device=p.device)[None, :]
     return torch.gather(p, -1, index.expand(*p.shape[:-2], b, 2 * w + 1))

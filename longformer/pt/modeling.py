@@ -75,7 +75,8 @@ class LongformerSelfAttention(nn.Module):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout = config.attention_probs_dropout_prob
-        self.query_block = semantics.QUERY_BLOCK  # query rows per band step
+        self.strategy = semantics.BAND_STRATEGY["pt"]  # how the band loops over its blocks (set_band_strategy)
+        self.query_block = None  # rows per band block; None: the strategy's (semantics.query_block)
         self.query = nn.Linear(H, H)
         self.key = nn.Linear(H, H)
         self.value = nn.Linear(H, H)
@@ -97,9 +98,9 @@ class LongformerSelfAttention(nn.Module):
             global_k = torch.gather(k, 1, index).transpose(1, 2)
             global_v = torch.gather(v, 1, index).transpose(1, 2)
         context, probs = band_attention(
-            q, k, v, masks.window_key, w, semantics.rows_per_step(N, self.query_block), global_k=global_k,
-            global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout, training=self.training,
-            return_probs=output_attentions)
+            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "pt"),
+            global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout,
+            training=self.training, return_probs=output_attentions, strategy=self.strategy)
         out = context.reshape(B, N, H)
         out = out.masked_fill_(masks.padding[:, :, None], 0.0)  # padding rows attend to nothing (out is ours)
         global_probs = None

@@ -26,6 +26,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from .. import semantics
+
 
 def _dim(x: tf.Tensor, axis: int):
     """A static size when known, else the dynamic one."""
@@ -71,9 +73,24 @@ _BAND_GRAPHS: dict[tuple, Any] = {}
 def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tensor, w: int, block: int, *,
                    global_k: tf.Tensor | None = None, global_v: tf.Tensor | None = None,
                    slot_valid: tf.Tensor | None = None, dropout: float = 0.0, training: bool = False,
-                   return_probs: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """`_band_attention` as a graph, one per static setting (see above)."""
-    static = dict(w=w, block=block, dropout=dropout, training=bool(training), return_probs=return_probs)
+                   return_probs: bool = False, strategy: str = "batched") -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Each query attends to the keys within `w` positions that are valid, plus the global slots.
+
+    Args:
+        q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
+        key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
+        w: one-sided window; block: query rows per block (`semantics.query_block`).
+        global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
+        slot_valid: `(B, G)` bool, which slots hold a real global token.
+        strategy: how the blocks are looped over (`semantics.BAND_STRATEGIES`): "batched", every block of every
+            (batch, head) row in one contraction (TensorFlow's batched matmul runs small matrices well, unlike
+            XLA's CPU emitter); "rows", one row at a time with `tf.map_fn`.
+    Returns:
+        context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
+        then relative offsets -w..w.
+    """
+    static = dict(w=w, block=block, dropout=dropout, training=bool(training), return_probs=return_probs,
+                  strategy=strategy)
     key = (*static.values(), global_k is None, q.shape[2], q.shape[3])  # heads and head size stay static too
     if key not in _BAND_GRAPHS:
         _BAND_GRAPHS[key] = tf.function(functools.partial(_band_attention, **static), autograph=False,
@@ -81,71 +98,99 @@ def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tenso
     return _BAND_GRAPHS[key](q, k, v, key_valid, global_k=global_k, global_v=global_v, slot_valid=slot_valid)
 
 
-def _band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tensor, w: int, block: int, *,
-                    global_k: tf.Tensor | None = None, global_v: tf.Tensor | None = None,
-                    slot_valid: tf.Tensor | None = None, dropout: float = 0.0, training: bool = False,
-                    return_probs: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """Each query attends to the keys within `w` positions that are valid, plus the global slots.
-
-    Args:
-        q, k, v: `(B, N, nh, hd)` (the projections' own layout); `q` already scaled.
-        key_valid: `(B, N)` bool, keys a local row may see in its window (not padding, not global).
-        w: one-sided window; block: query rows per block (see `semantics.band_block`).
-        global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
-        slot_valid: `(B, G)` bool, which slots hold a real global token.
-    Returns:
-        context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
-        then relative offsets -w..w.
-    """
-    B, N, nh, hd = _dim(q, 0), _dim(q, 1), q.shape[2], q.shape[3]
-    has_global = global_k is not None
-    n_blocks = -(-N // block)
-    tail = n_blocks * block - N
-    span = -(-2 * w // block) * block  # the band's 2w keys beyond a block's own, rounded up to whole blocks
-    width = block + span  # keys a block of queries can see (the columns past 2w are masked)
+def _band_attention(q, k, v, key_valid, w, block, *, global_k=None, global_v=None, slot_valid=None, dropout=0.0,
+                    training=False, return_probs=False, strategy="batched"):
+    """`band_attention`, traced once per static setting."""
+    N = _dim(q, 1)
+    n_blocks, tail, span = semantics.band_geometry(N, w, block)
     acc = softmax_dtype(q.dtype)
-    offset = tf.range(width)[None, :] - tf.range(block)[:, None]
-    in_band = (offset >= 0) & (offset <= 2 * w)                                       # b width
-    valid_win = _key_windows(tf.pad(key_valid, [[0, 0], [w, span - w + tail]])[:, :, None], block, width)[..., 0]
-    bias = _additive_bias(in_band[None, None] & valid_win[:, :, None, :], acc)          # B nblk b width
-
-    # (batch, head) rows: (B * nh, rows, hd); keys/values padded by w before and the rest of the span after (plus
-    # the query tail), so query i sees padded keys i .. i + 2w.
-    def rows(x, before, after):
-        return _pad_rows(tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, N, hd]), before, after)
-
-    q_blk = tf.reshape(rows(q, 0, tail), [-1, n_blocks, block, hd])
-    k_win = _key_windows(rows(k, w, span - w + tail), block, width)                   # B*nh nblk width hd
-    v_win = _key_windows(rows(v, w, span - w + tail), block, width)
-    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), acc)                  # B*nh nblk b width
-    scores = tf.reshape(scores, [B, nh, n_blocks, block, width]) + bias[:, None]
-    p, band_lse = _softmax_and_lse(scores)                                            # in at least float32
-    p = tf.cast(p, q.dtype)
-    if training and dropout > 0:
-        p = tf.nn.dropout(p, rate=dropout)
-    out = tf.matmul(tf.reshape(p, [-1, n_blocks, block, width]), v_win)               # B*nh nblk b hd
-    context = tf.transpose(tf.reshape(out, [B, nh, n_blocks * block, hd])[:, :, :N], [0, 2, 1, 3])  # B N nh hd
-    band_probs = None
-    if return_probs:
-        band_probs = tf.reshape(_relative_columns(p, w), [B, nh, n_blocks * block, 2 * w + 1])[:, :, :N]
-    if not has_global:
+    with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
+    dropout = dropout if training else 0.0
+    # Keys/values padded by w before and the rest of the span after (plus the query tail): query i sees padded
+    # keys i .. i + 2w.
+    q_pad = _pad_rows(q, 0, tail)                                                    # B Nq nh hd
+    k_pad = _pad_rows(k, w, span - w + tail)                                         # B Nq+span nh hd
+    v_pad = _pad_rows(v, w, span - w + tail)
+    band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
+    run = {"rows": _band_rows, "batched": _band_batched}[strategy]
+    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with_lse,
+                                        return_probs)
+    context = context[:, :N]                                                          # B N nh hd
+    band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
+    band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
+    if global_k is None:
         return context, band_probs
+    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout)
 
-    # The global slots join every row's softmax through log-sum-exps: the band's scores are never concatenated,
-    # its context is rescaled by its share of the total.
+
+def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with_lse, return_probs):
+    """The "rows" strategy: `tf.map_fn` over (batch, head) rows, all blocks of a row at once."""
+    B, Nq, nh, hd = _dim(q_pad, 0), _dim(q_pad, 1), q_pad.shape[2], q_pad.shape[3]
+    width = band_bias.shape[1]  # keys a block sees: its own and the band's span
+    empty = tf.zeros([0], band_bias.dtype)  # map_fn returns tensors only: a placeholder for what is not asked
+
+    def rows(x):  # (B, P, nh, hd) -> (B * nh, P, 1, hd): one row per (batch, head)
+        return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B * nh, -1, 1, hd])
+
+    def one_row(args):
+        row, q_r, k_r, v_r = args
+        o, l_, p = _band_blocks(tf.reshape(q_r, [-1, block, hd]), _key_windows(k_r[None], block, width)[0, 0],
+                                _key_windows(v_r[None], block, width)[0, 0], band_bias, key_bias[row // nh], w,
+                                dropout, with_lse, return_probs)
+        return o, empty if l_ is None else l_, empty if p is None else tf.cast(p, band_bias.dtype)
+
+    spec = (tf.TensorSpec(None, q_pad.dtype), tf.TensorSpec(None, band_bias.dtype),
+            tf.TensorSpec(None, band_bias.dtype))
+    out, lse, probs = tf.map_fn(one_row, (tf.range(B * nh), rows(q_pad), rows(k_pad), rows(v_pad)),
+                                fn_output_signature=spec)
+    out = tf.transpose(tf.reshape(out, [B, nh, Nq, hd]), [0, 2, 1, 3])
+    lse = tf.reshape(lse, [B, nh, Nq, 1]) if with_lse else None
+    return out, lse, tf.cast(tf.reshape(probs, [B, nh, Nq, 2 * w + 1]), q_pad.dtype) if return_probs else None
+
+
+def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with_lse, return_probs):
+    """The "batched" strategy: every block of every (batch, head) row in one contraction."""
+    B, Nq, nh, hd = _dim(q_pad, 0), _dim(q_pad, 1), q_pad.shape[2], q_pad.shape[3]
+    width = band_bias.shape[1]  # keys a block sees: its own and the band's span
+    q_blk = tf.transpose(tf.reshape(q_pad, [B, -1, block, nh, hd]), [0, 3, 1, 2, 4])  # B nh nblk b hd
+    out, lse, p = _band_blocks(q_blk, _key_windows(k_pad, block, width), _key_windows(v_pad, block, width),
+                               band_bias, key_bias[:, None], w, dropout, with_lse, return_probs)
+    out = tf.reshape(tf.transpose(out, [0, 2, 3, 1, 4]), [B, Nq, nh, hd])
+    lse = None if lse is None else tf.reshape(lse, [B, nh, Nq, 1])
+    return out, lse, None if p is None else tf.reshape(p, [B, nh, Nq, 2 * w + 1])
+
+
+def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, with_lse, return_probs):
+    """One step of either strategy: blocks of queries `(..., b, hd)` against their key windows `(..., width,
+    hd)`. Returns the blocks' context `(..., b, hd)`, log-sum-exps `(..., b, 1)` (if `with_lse`) and
+    probabilities by offset `(..., b, 2w + 1)` (if `return_probs`)."""
+    # Two small additive masks instead of one per block and row: the band's corners (the same for every block)
+    # and the keys a block's window may not see (padding, global, beyond the ends). A key outside both gets
+    # minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
+    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), band_bias.dtype)
+    p, lse = _softmax_and_lse(scores + key_bias + band_bias)                         # in at least float32
+    p = tf.cast(p, q_blk.dtype)
+    if dropout > 0:
+        p = tf.nn.dropout(p, rate=dropout)
+    return tf.matmul(p, v_win), lse if with_lse else None, _relative_columns(p, w) if return_probs else None
+
+
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout):
+    """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
+    concatenated or copied, its context and probabilities are rescaled by their share of the total."""
+    acc = band_lse.dtype
     global_scores = tf.cast(tf.einsum("bnhd,bhgd->bhng", q, tf.cast(global_k, q.dtype)), acc)
-    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]       # B nh N G
-    band_lse = tf.reshape(band_lse, [B, nh, n_blocks * block, 1])[:, :, :N]           # B nh N 1
+    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]  # B nh N G
     global_lse = tf.reduce_logsumexp(global_scores, axis=-1, keepdims=True)
     total = tf.maximum(band_lse, global_lse) + tf.math.log1p(tf.exp(-tf.abs(band_lse - global_lse)))
-    band_share = tf.cast(tf.exp(band_lse - total), q.dtype)
+    share = tf.cast(tf.exp(band_lse - total), q.dtype)                                # B nh N 1
     global_p = tf.cast(tf.exp(global_scores - total), q.dtype)
-    if training and dropout > 0:
+    if dropout > 0:
         global_p = tf.nn.dropout(global_p, rate=dropout)
-    global_context = tf.einsum("bhng,bhgd->bnhd", global_p, tf.cast(global_v, q.dtype))  # B N nh hd
-    context = global_context + context * tf.transpose(band_share, [0, 2, 1, 3])
-    if return_probs:
-        band_probs = tf.concat([global_p, band_probs * band_share], axis=-1)
+    context = (tf.einsum("bhng,bhgd->bnhd", global_p, tf.cast(global_v, q.dtype))
+               + context * tf.transpose(share, [0, 2, 1, 3]))
+    if band_probs is not None:
+        band_probs = tf.concat([global_p, band_probs * share], axis=-1)
     return context, band_probs
 
 
@@ -155,14 +200,26 @@ def _pad_rows(x: tf.Tensor, before, after) -> tf.Tensor:
 
 
 def _key_windows(x_pad: tf.Tensor, block: int, width: int) -> tf.Tensor:
-    """`(R, P, d)` padded rows -> `(R, nblk, width, d)`: block j sees rows [j*block, j*block + width).
+    """`(B, P, nh, hd)` padded rows -> `(B, nh, nblk, width, hd)`: block j sees rows [j*block, j*block + width).
 
-    `width - block` is a multiple of `block`, so each window is `width // block` consecutive chunks."""
-    d = x_pad.shape[2]
-    chunks = tf.reshape(x_pad, [_dim(x_pad, 0), -1, block, d])
+    TensorFlow has no overlapping views: `width - block` is a multiple of `block`, so each window is
+    `width // block` consecutive `block`-row chunks, concatenated."""
+    nh, hd = x_pad.shape[2], x_pad.shape[3]
+    chunks = tf.reshape(tf.transpose(x_pad, [0, 2, 1, 3]), [_dim(x_pad, 0), nh, -1, block, hd])
     shifts = width // block
-    n_blocks = _dim(chunks, 1) - shifts + 1
-    return tf.concat([chunks[:, s:s + n_blocks] for s in range(shifts)], axis=2)
+    n_blocks = _dim(chunks, 2) - shifts + 1
+    return tf.concat([chunks[:, :, s:s + n_blocks] for s in range(shifts)], axis=3)
+
+
+def _band_bias(key_valid: tf.Tensor, w: int, block: int, span, tail, dtype):
+    """The band's additive masks: `(b, width)` for the band's corners (the same in every block) and `(B, nblk, 1,
+    width)` for the keys each block's window may not see (padding, global tokens, beyond the ends)."""
+    width = block + span
+    offset = tf.range(width)[None, :] - tf.range(block)[:, None]
+    band_bias = _additive_bias((offset >= 0) & (offset <= 2 * w), dtype)
+    key_valid = tf.pad(key_valid, [[0, 0], [w, span - w + tail]])
+    key_bias = _additive_bias(_key_windows(key_valid[:, :, None, None], block, width)[:, 0, :, :, 0], dtype)
+    return band_bias, key_bias[:, :, None, :]
 
 
 def _additive_bias(allowed: tf.Tensor, dtype) -> tf.Tensor:
@@ -179,10 +236,10 @@ def _softmax_and_lse(scores: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def _relative_columns(p: tf.Tensor, w: int) -> tf.Tensor:
-    """(…, b, b + 2w) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
+    """(…, b, width) block probabilities -> (…, b, 2w + 1) by offset -w..w: row r's band starts at column r."""
     b = p.shape[-2]
     index = tf.range(b)[:, None] + tf.range(2 * w + 1)[None, :]                      # b 2w+1
-    rows_first = tf.experimental.numpy.moveaxis(p, -2, 0)                             # b … b+2w
+    rows_first = tf.experimental.numpy.moveaxis(p, -2, 0)                             # b … width
     picked = tf.gather(rows_first, index, axis=-1, batch_dims=1)                      # b … 2w+1
     return tf.experimental.numpy.moveaxis(picked, 0, -2)
 

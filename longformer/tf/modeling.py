@@ -97,7 +97,8 @@ class LongformerSelfAttention(keras.layers.Layer):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout_rate = config.attention_probs_dropout_prob
-        self.query_block = semantics.BATCHED_QUERY_BLOCK  # rows per band block (2w for smaller windows: band_block)
+        self.strategy = semantics.BAND_STRATEGY["tf"]  # how the band loops over its blocks (set_band_strategy)
+        self.query_block = None  # rows per band block; None: the strategy's (semantics.query_block)
         self.query = _dense(H, config, "query")
         self.key = _dense(H, config, "key")
         self.value = _dense(H, config, "value")
@@ -124,9 +125,9 @@ class LongformerSelfAttention(keras.layers.Layer):
             global_k = tf.transpose(tf.gather(k, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
             global_v = tf.transpose(tf.gather(v, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
         context, probs = band_attention(
-            q, k, v, masks.window_key, w, semantics.band_block(w, self.query_block), global_k=global_k,
-            global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate, training=training,
-            return_probs=output_attentions)
+            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "tf"),
+            global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate,
+            training=training, return_probs=output_attentions, strategy=self.strategy)
         out = tf.reshape(context, [B, N, H])
         out = tf.where(masks.padding[:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
         global_probs = None

@@ -1,0 +1,194 @@
+"""What the backend-parametrized tests need from a framework, one small adapter per backend (tests only).
+
+Models are loaded from canonical checkpoints written with NumPy (`conftest.random_checkpoint`), so every backend
+runs the very same weights; inputs are NumPy and outputs come back as NumPy."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from longformer.backends import available_backends, load_backend
+
+BACKENDS = available_backends()
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _loss(out, head: str, total=lambda x: x.sum()):
+    """A scalar to differentiate: the head's loss, or for the base model a function of both its outputs."""
+    if head == "LongformerModel":
+        return total(out.last_hidden_state ** 2) + total(out.pooler_output)
+    return out.loss
+
+
+class PtAdapter:
+    name = "pt"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self.module = load_backend("pt")
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + (["gpu"] if self.torch.cuda.is_available() else [])
+
+    def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
+        model = getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.torch, dtype))
+        return model.to("cuda" if device == "gpu" else "cpu")
+
+    def _tensors(self, model, inputs):
+        return {k: self.torch.as_tensor(v).to(model.device) for k, v in inputs.items()}
+
+    def call(self, model, inputs, *, train: bool = False, **kwargs):
+        model.train(train)
+        with self.torch.no_grad():
+            return model(**self._tensors(model, inputs), **kwargs)
+
+    def numpy(self, x) -> np.ndarray:
+        return x.detach().double().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, np.float64)
+
+    def grads(self, model, inputs, head: str) -> tuple[float, dict[str, np.ndarray]]:
+        model.train()
+        model.zero_grad()
+        loss = _loss(model(**self._tensors(model, inputs)), head)
+        loss.backward()
+        return float(loss.detach()), {n: p.grad.double().cpu().numpy() for n, p in model.named_parameters()
+                                      if p.grad is not None}
+
+    def sgd_step(self, model, grads: dict[str, np.ndarray], lr: float) -> None:
+        with self.torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in grads:
+                    p -= lr * self.torch.as_tensor(grads[name], dtype=p.dtype)
+
+
+class FlaxAdapter:
+    name = "flax"
+
+    def __init__(self):
+        import jax
+        import jax.numpy as jnp
+        from flax import nnx
+
+        self.jax, self.jnp, self.nnx = jax, jnp, nnx
+        self.module = load_backend("flax")
+
+    def devices(self) -> list[str]:
+        try:
+            return ["cpu"] + (["gpu"] if self.jax.devices("gpu") else [])
+        except RuntimeError:
+            return ["cpu"]
+
+    @contextlib.contextmanager
+    def on(self, device: str):
+        with self.jax.default_device(self.jax.devices(device)[0]):
+            yield
+
+    def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
+        with self.on(device):
+            model = getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.jnp, dtype))
+        model.device_name = device
+        return model
+
+    def call(self, model, inputs, *, train: bool = False, **kwargs):
+        model.train() if train else model.eval()
+        with self.on(getattr(model, "device_name", "cpu")):
+            return model(**inputs, **kwargs)
+
+    def numpy(self, x) -> np.ndarray:
+        return np.asarray(x, np.float64)
+
+    def grads(self, model, inputs, head: str) -> tuple[float, dict[str, np.ndarray]]:
+        from longformer.flax.checkpoint import canonical_key
+
+        model.train()
+        loss, grads = self.nnx.value_and_grad(lambda m: _loss(m(**inputs), head))(model)
+        return float(loss), {canonical_key(path)[0]: np.asarray(v.get_value(), np.float64)
+                             for path, v in self.nnx.to_flat_state(grads)}
+
+    def sgd_step(self, model, grads: dict[str, np.ndarray], lr: float) -> None:
+        from longformer.flax.checkpoint import canonical_key
+
+        state = self.nnx.state(model, self.nnx.Param)
+        for path, var in self.nnx.to_flat_state(state):
+            g = grads[canonical_key(path)[0]]
+            var.set_value(var.get_value() - self.jnp.asarray(lr * g, var.get_value().dtype))
+        self.nnx.update(model, state)
+
+
+class TfAdapter:
+    name = "tf"
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.module = load_backend("tf")
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + (["gpu"] if self.tf.config.list_physical_devices("GPU") else [])
+
+    def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
+        with self.tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+            model = getattr(self.module, head).from_pretrained(folder, dtype=dtype)
+        model.device_name = device
+        return model
+
+    def call(self, model, inputs, *, train: bool = False, **kwargs):
+        with self.tf.device("/GPU:0" if getattr(model, "device_name", "cpu") == "gpu" else "/CPU:0"):
+            return model(**inputs, training=train, **kwargs)
+
+    def numpy(self, x) -> np.ndarray:
+        return np.asarray(self.tf.cast(x, self.tf.float64) if hasattr(x, "dtype") and not isinstance(x, np.ndarray)
+                          else x, np.float64)
+
+    def grads(self, model, inputs, head: str) -> tuple[float, dict[str, np.ndarray]]:
+        from longformer.tf.checkpoint import canonical_variables
+
+        variables = {key: var for key, (var, _) in canonical_variables(model).items()}
+        with self.tf.GradientTape() as tape:
+            loss = _loss(model(**inputs, training=True), head, self.tf.reduce_sum)
+        grads = tape.gradient(loss, list(variables.values()))
+        return float(loss), {key: np.asarray(self.tf.convert_to_tensor(g), np.float64)
+                             for key, g in zip(variables, grads, strict=True) if g is not None}
+
+    def sgd_step(self, model, grads: dict[str, np.ndarray], lr: float) -> None:
+        from longformer.tf.checkpoint import canonical_variables
+
+        for key, (var, _) in canonical_variables(model).items():
+            if key in grads:
+                var.assign_sub(self.tf.cast(lr * grads[key], var.dtype))
+
+
+class HfAdapter(PtAdapter):
+    """Hugging Face transformers (PyTorch): the oracle, loaded and called like a backend (forward only)."""
+
+    name = "hf"
+
+    def __init__(self):
+        import torch
+        import transformers
+
+        self.torch = torch
+        self.module = transformers
+
+    def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
+        return getattr(self.module, head).from_pretrained(folder).eval()
+
+
+def hf_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
+
+
+ADAPTERS = {"pt": PtAdapter, "flax": FlaxAdapter, "tf": TfAdapter, "hf": HfAdapter}
+_MADE: dict = {}
+
+
+def adapter(name: str):
+    if name not in _MADE:
+        _MADE[name] = ADAPTERS[name]()
+    return _MADE[name]
