@@ -165,14 +165,18 @@ def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, with_lse,
     hd)`. Returns the blocks' context `(..., b, hd)`, log-sum-exps `(..., b, 1)` (if `with_lse`) and
     probabilities by offset `(..., b, 2w + 1)` (if `return_probs`)."""
     # Two small additive masks instead of one per block and row: the band's corners (the same for every block)
-    # and the keys a block's window may not see (padding, global, beyond the ends). A key outside both gets
-    # minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
-    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), band_bias.dtype)
-    p, lse = _softmax_and_lse(scores + key_bias + band_bias)                         # in at least float32
+    # and the keys a block's window may not see (padding, global, beyond the ends), summed before they meet the
+    # scores (TensorFlow runs each elementwise op as a pass over them). A key outside both gets minimum + minimum
+    # = -inf, which softmax takes as well: every row has in-band columns.
+    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), band_bias.dtype) + (key_bias + band_bias)
+    p = tf.nn.softmax(scores)                                                         # fused, in at least float32
+    # The log-normaliser is max(score) - log(max(p)): exact, since max(p) >= 1 / width.
+    lse = (tf.reduce_max(scores, -1, keepdims=True) - tf.math.log(tf.reduce_max(p, -1, keepdims=True))
+           if with_lse else None)
     p = tf.cast(p, q_blk.dtype)
     if dropout > 0:
         p = tf.nn.dropout(p, rate=dropout)
-    return tf.matmul(p, v_win), lse if with_lse else None, _relative_columns(p, w) if return_probs else None
+    return tf.matmul(p, v_win), lse, _relative_columns(p, w) if return_probs else None
 
 
 def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout):
@@ -225,14 +229,6 @@ def _band_bias(key_valid: tf.Tensor, w: int, block: int, span, tail, dtype):
 def _additive_bias(allowed: tf.Tensor, dtype) -> tf.Tensor:
     """0 where allowed, the dtype minimum elsewhere (a score plus the minimum stays the minimum: probability 0)."""
     return tf.where(allowed, tf.zeros((), dtype), tf.constant(mask_value(dtype), dtype))
-
-
-def _softmax_and_lse(scores: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Softmax over the last axis and its log-normaliser (log-sum-exp), in one pass."""
-    top = tf.stop_gradient(tf.reduce_max(scores, axis=-1, keepdims=True))
-    e = tf.exp(scores - top)
-    total = tf.reduce_sum(e, axis=-1, keepdims=True)
-    return e / total, top + tf.math.log(total)
 
 
 def _relative_columns(p: tf.Tensor, w: int) -> tf.Tensor:
