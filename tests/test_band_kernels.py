@@ -85,7 +85,7 @@ def problems(draw):
     return q, k, v, key_valid, w, gk, gv, slot_valid
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)  # per strategy: 12 per backend
 @given(problem=problems())
 def test_band_kernel_matches_the_dense_rules(backend, strategy, problem):
     q, k, v, key_valid, w, gk, gv, slot_valid = problem

@@ -76,7 +76,7 @@ def test_every_output_field_matches_the_reference(tmp_path_factory, backend, dev
 
 
 @pytest.mark.parametrize("length", [1, 7, 8, 29], ids=lambda n: f"n{n}")  # 1, W - 1, W, 3W + 5 (W = 8)
-@pytest.mark.parametrize("globals_", [0, 1, 3], ids=lambda g: f"g{g}")
+@pytest.mark.parametrize("globals_", [0, 3], ids=lambda g: f"g{g}")  # 3: 4 slots, one a filler
 def test_every_length_and_global_count(tmp_path_factory, backend, device, length, globals_):
     head = "LongformerForTokenClassification"
     folder, reference = checkpoint(tmp_path_factory, head, attention_window=WINDOWS)
@@ -111,7 +111,9 @@ def test_half_precision_tracks_the_reference(tmp_path_factory, backend, device, 
 
 
 # ---------------------------------------------------------------------------------------------- training
-@pytest.mark.parametrize("head", HEADS)
+# Three heads, three kinds of loss (a function of the base model's outputs, token cross-entropy, start/end); each
+# head's gradients against Hugging Face's / longformer.pt's are in test_pt_parity, test_flax_parity, test_tf_parity.
+@pytest.mark.parametrize("head", ["LongformerModel", "LongformerForMaskedLM", "LongformerForQuestionAnswering"])
 def test_a_training_step_lowers_the_loss(tmp_path_factory, backend, head):
     folder, _ = checkpoint(tmp_path_factory, head, attention_window=WINDOWS, hidden_dropout_prob=0.0,
                            attention_probs_dropout_prob=0.0)
@@ -145,9 +147,9 @@ def test_dropout_only_in_training(tmp_path_factory, backend):
     folder, _ = checkpoint(tmp_path_factory, head, attention_window=WINDOWS)
     model = backend.load(folder, head)
     inputs = make_inputs("padded_globals", head)
-    a, b = (backend.numpy(backend.call(model, inputs, train=True).logits) for _ in range(2))
-    assert np.abs(a - b).max() > 1e-3  # a new mask each call
-    probs = backend.numpy(backend.call(model, inputs, train=True, output_attentions=True).attentions[0]).sum(-1)
+    a, b = (backend.call(model, inputs, train=True, output_attentions=True) for _ in range(2))
+    assert np.abs(backend.numpy(a.logits) - backend.numpy(b.logits)).max() > 1e-3  # a new mask each call
+    probs = backend.numpy(a.attentions[0]).sum(-1)
     assert not np.allclose(probs[probs > 0], 1.0)  # dropout on the attention probabilities too
     a, b = (backend.numpy(backend.call(model, inputs).logits) for _ in range(2))
     assert np.array_equal(a, b)
