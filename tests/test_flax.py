@@ -16,7 +16,7 @@ jax = pytest.importorskip("jax")
 nnx = pytest.importorskip("flax.nnx")
 import jax.numpy as jnp  # noqa: E402
 from cases import make_inputs  # noqa: E402
-from conftest import HEADS, tiny_kwargs  # noqa: E402
+from conftest import tiny_kwargs  # noqa: E402
 from parity import close  # noqa: E402
 
 import longformer.flax as lfx  # noqa: E402
@@ -57,7 +57,9 @@ def saved(tmp_path, head="LongformerModel", **overrides):
 
 
 # ---------------------------------------------------------------------------------------------- jit
-@pytest.mark.parametrize("head", HEADS)
+# The jit boundary is the same for every head (inputs.prepare -> _forward -> _head): the base model and the head with
+# its own labels (question answering) cover it; op by op is slow.
+@pytest.mark.parametrize("head", ["LongformerModel", "LongformerForQuestionAnswering"])
 def test_jit_and_eager_agree(tmp_path, head):
     folder, model = saved(tmp_path, head)
     eager = getattr(lfx, head).from_pretrained(folder, use_jit=False)
