@@ -148,7 +148,7 @@ class ReferenceModel:
         """Every output field of `head` (a class name) as Hugging Face names them, the loss included when labels
         are given; the head's automatic global tokens when no global_attention_mask is (inputs.AUTOMATIC_GLOBAL).
         Multiple-choice inputs are `(batch, choices, ...)`."""
-        from .inputs import automatic_global_attention
+        from .inputs import AUTOMATIC_GLOBAL, NUMPY, automatic_global_mask
 
         choices = None
         if head == "LongformerForMultipleChoice":
@@ -156,14 +156,11 @@ class ReferenceModel:
             choices = ref.shape[1]
             inputs = {k: None if v is None else np.asarray(v).reshape(-1, *np.shape(v)[2:])
                       for k, v in inputs.items()}
-        if inputs.get("global_attention_mask") is None and inputs.get("input_ids") is not None:
-            inputs["global_attention_mask"] = automatic_global_attention(
-                head, inputs["input_ids"], inputs.get("attention_mask"), self.config.sep_token_id)
-        if head == "LongformerForSequenceClassification" and inputs.get("global_attention_mask") is None:
-            first = np.zeros(np.shape(inputs["inputs_embeds"])[:2], np.int64)
-            first[:, 0] = 1
-            mask = inputs.get("attention_mask")
-            inputs["global_attention_mask"] = first if mask is None else first * (np.asarray(mask) != 0)
+        rule = AUTOMATIC_GLOBAL.get(head)
+        if inputs.get("global_attention_mask") is None and rule is not None:
+            inputs["global_attention_mask"] = automatic_global_mask(
+                NUMPY, rule, inputs.get("input_ids"), inputs.get("inputs_embeds"), inputs.get("attention_mask"),
+                self.config.sep_token_id)
         out = self(**inputs)
         h = out["last_hidden_state"]
         fields = {k: out[k] for k in ("hidden_states", "attentions", "global_attentions")}
