@@ -7,6 +7,7 @@ Every `from_pretrained` goes through `resolve_file` / `resolve_weights`, so a Hu
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 # Weight files in order of preference: safetensors first (no pickle, memory-mapped).
@@ -76,7 +77,7 @@ def resolve_first(name_or_path: str | os.PathLike, filenames: tuple[str, ...], *
             " and the Hub is not asked (HF_HUB_OFFLINE=1 or local_files_only=True). Download it once with network "
             "access, or pass a local folder.")
     try:
-        present = repo_files(path, revision, kwargs.get("token"), cache_dir)
+        commit, present = repo_listing(path, revision, kwargs.get("token"))
     except HubUnreachableError as e:
         message = (f"Could not reach the Hugging Face Hub ({e}) to find {path}"
                    f"{'' if '/' in path else f' (no local folder {path} exists either)'}, and the local cache "
@@ -85,20 +86,43 @@ def resolve_first(name_or_path: str | os.PathLike, filenames: tuple[str, ...], *
         if _has_snapshot(path, revision, cache_dir):  # a cached repo without this (optional?) file: not found
             raise FileNotFoundError(message) from e
         raise HubUnreachableError(message) from e
-    for filename in filenames:
-        if filename in present:
-            return hf_hub_download(path, filename, **kwargs)
-    raise FileNotFoundError(f"The Hub repository {path} has no {' or '.join(filenames)}.")
+    chosen = next((f for f in filenames if f in present), None)
+    _remember_absent(path, revision, commit, filenames[:filenames.index(chosen)] if chosen else filenames, cache_dir)
+    if chosen is None:
+        raise FileNotFoundError(f"The Hub repository {path} has no {' or '.join(filenames)}.")
+    return hf_hub_download(path, chosen, **kwargs)
 
 
 def _from_cache(repo: str, filenames: tuple[str, ...], revision: str | None, cache_dir) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
+    """The first of `filenames` the cache holds; `FileNotFoundError` when the cache records all of them absent
+    from the repository (huggingface_hub's `.no_exist` markers); None when the Hub must be asked."""
+    from huggingface_hub import _CACHED_NO_EXIST, try_to_load_from_cache
 
-    for filename in filenames:
-        found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision)
-        if isinstance(found, str):
-            return found
-    return None
+    found = [try_to_load_from_cache(repo, f, cache_dir=cache_dir, revision=revision) for f in filenames]
+    cached = next((f for f in found if isinstance(f, str)), None)
+    if cached is None and all(f is _CACHED_NO_EXIST for f in found):
+        raise FileNotFoundError(f"The Hub repository {repo} has no {' or '.join(filenames)} (as the local cache "
+                                f"{_cache_folder(cache_dir)} recorded when it was last asked).")
+    return cached
+
+
+def _remember_absent(repo: str, revision: str | None, commit: str | None, filenames, cache_dir) -> None:
+    """Record files a listing showed absent as huggingface_hub does (`.no_exist/<commit>/<name>`, `refs/<revision>`
+    naming the commit), so that the next process knows without the network. A read-only cache only costs that
+    process one listing."""
+    if not commit or not filenames:
+        return
+    folder = os.path.join(_cache_folder(cache_dir), "models--" + repo.replace("/", "--"))
+    try:
+        if (revision or "main") != commit:
+            os.makedirs(os.path.join(folder, "refs"), exist_ok=True)
+            with open(os.path.join(folder, "refs", revision or "main"), "w", encoding="utf-8") as f:
+                f.write(commit)
+        os.makedirs(os.path.join(folder, ".no_exist", commit), exist_ok=True)
+        for filename in filenames:
+            open(os.path.join(folder, ".no_exist", commit, filename), "a").close()
+    except OSError:
+        pass
 
 
 def _has_snapshot(repo: str, revision: str | None, cache_dir) -> bool:
@@ -124,11 +148,12 @@ def _cache_folder(cache_dir) -> str:
     return os.fspath(cache_dir or constants.HF_HUB_CACHE)
 
 
-_LISTINGS: dict[tuple[str, str, str], frozenset[str] | HubUnreachableError] = {}
+_LISTINGS: dict[tuple[str, str, str], tuple[str | None, frozenset[str]] | HubUnreachableError] = {}
 
 
-def repo_files(repo: str, revision: str | None, token: str | bool | None, cache_dir=None) -> frozenset[str]:
-    """The file names of a Hub repository at `revision`: one request per process and repository, no retries."""
+def repo_listing(repo: str, revision: str | None, token: str | bool | None) -> tuple[str | None, frozenset[str]]:
+    """The commit and file names of a Hub repository at `revision`: one request per process and repository, no
+    retries."""
     import json
     import urllib.error
     import urllib.parse
@@ -158,7 +183,9 @@ def repo_files(repo: str, revision: str | None, token: str | bool | None, cache_
     except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, DNS failures, bad JSON
         _LISTINGS[key] = HubUnreachableError(_unreachable(getattr(e, "reason", e)))
         raise _LISTINGS[key] from e
-    _LISTINGS[key] = frozenset(s["rfilename"] for s in info.get("siblings", []) if "rfilename" in s)
+    files = frozenset(s["rfilename"] for s in info.get("siblings", []) if "rfilename" in s)
+    commit = info.get("sha")
+    _LISTINGS[key] = (commit if isinstance(commit, str) and re.fullmatch("[0-9a-f]{40}", commit) else None), files
     return _LISTINGS[key]
 
 

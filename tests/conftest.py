@@ -117,9 +117,10 @@ def longformer_inputs(seed: int = 0, batch: int = 2, length: int = 13, vocab: in
     return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}
 
 
-def make_cache(tmp_path, source, repo="someorg/tiny-longformer", revision="main"):
+def make_cache(tmp_path, source, repo="someorg/tiny-longformer", revision="main", absent=()):
     """A Hugging Face Hub cache holding `source`'s files as repository `repo` at `revision`, laid out as
-    huggingface_hub writes it: `models--org--name/{refs/<revision>, snapshots/<sha>/...}`. Returns the cache dir."""
+    huggingface_hub writes it: `models--org--name/{refs/<revision>, snapshots/<sha>/..., .no_exist/<sha>/...}`
+    (`absent`: files recorded as not in the repository). Returns the cache dir."""
     import shutil
 
     sha = "0123456789abcdef0123456789abcdef01234567"
@@ -127,4 +128,7 @@ def make_cache(tmp_path, source, repo="someorg/tiny-longformer", revision="main"
     (repo_dir / "refs").mkdir(parents=True)
     (repo_dir / "refs" / revision).write_text(sha)
     shutil.copytree(source, repo_dir / "snapshots" / sha)
+    for name in absent:
+        (repo_dir / ".no_exist" / sha).mkdir(parents=True, exist_ok=True)
+        (repo_dir / ".no_exist" / sha / name).touch()
     return tmp_path / "cache"

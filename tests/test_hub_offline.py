@@ -123,7 +123,7 @@ TOKENIZER = "import sys; from longformer import AutoTokenizer; AutoTokenizer.fro
 def test_no_network_fails_fast_and_says_how_to_work_offline(tmp_path, silent_endpoint, network):
     endpoint = {"refused": f"http://127.0.0.1:{closed_port()}", "silent": silent_endpoint,
                 "no-dns": "https://hub.invalid"}[network]
-    env = env_for(tmp_path, endpoint, HF_HUB_ETAG_TIMEOUT="3")
+    env = env_for(tmp_path, endpoint, HF_HUB_ETAG_TIMEOUT="1")  # the silent network: each wait is this long
     for command in (["inspect", REPO], ["convert", REPO, str(tmp_path / "out")], ["parity", REPO]):
         result, seconds = run(env, *command)
         assert seconds < 20 and result.returncode == 2, (seconds, result.stderr)
@@ -150,17 +150,29 @@ def test_uncached_repo_costs_one_listing_then_loads_from_the_cache(tmp_path, hub
     assert result.returncode == 0 and [r for r in hub.requests if REPO in r] == []  # cached: no network at all
     tok = subprocess.run([sys.executable, "-c", TOKENIZER, REPO], capture_output=True, text=True, timeout=120, env=env)
     assert tok.returncode == 0, tok.stderr
+    # The listing showed tokenizer_config.json and tokenizer.json absent; the cache records it (huggingface_hub's
+    # .no_exist markers), so with the network gone (a Hub that never answers) nothing waits.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        offline = dict(env, HF_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}", HF_HUB_ETAG_TIMEOUT="30")
+        start = time.monotonic()
+        tok = subprocess.run([sys.executable, "-c", TOKENIZER, REPO], capture_output=True, text=True, timeout=120,
+                             env=offline)
+        assert tok.returncode == 0 and time.monotonic() - start < 20, tok.stderr
 
 
 def test_cached_repo_needs_no_network(tmp_path, repo, silent_endpoint):
-    cache = make_cache(tmp_path, repo)
-    env = env_for(tmp_path, silent_endpoint, HF_HUB_CACHE=str(cache))
+    # The optional tokenizer files the repository lacks are recorded absent, as a download leaves them.
+    cache = make_cache(tmp_path, repo, absent=("tokenizer_config.json", "tokenizer.json"))
+    env = env_for(tmp_path, silent_endpoint, HF_HUB_CACHE=str(cache), HF_HUB_ETAG_TIMEOUT="30")
     result, seconds = run(env, "inspect", REPO)
     assert result.returncode == 0 and seconds < 20, result.stderr
     code = (f"from longformer import AutoTokenizer, AutoConfig; t = AutoTokenizer.from_pretrained('{REPO}'); "
             f"print(t('hello')['input_ids'][0], AutoConfig.from_pretrained('{REPO}').vocab_size)")
+    start = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert out.stdout.split() == ["0", "99"], out.stderr
+    assert out.stdout.split() == ["0", "99"] and time.monotonic() - start < 20, out.stderr
 
 
 def test_unknown_repo_on_a_reachable_hub(tmp_path, hub):
