@@ -1,6 +1,6 @@
 """The band attention kernel of every installed backend, with each loop strategy, against a dense NumPy oracle, at
 real geometries: windows from 4 to 600 (512, 514 and 500 included, whose blocks used to differ), lengths up to
-3W + 5, global slots 0..9."""
+3W + 5, global slots 0..9; its outputs and its gradients (the training path: longformer.pt's own backward)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,71 @@ def run_kernel(backend: str, strategy: str, q, k, v, key_valid, w, gk, gv, slot_
     out, probs = attention.band_attention(q, k, v, key_valid, w, block, global_k=gk, global_v=gv,
                                           slot_valid=slot_valid, return_probs=True, strategy=strategy)
     return np.asarray(out), np.asarray(probs)
+
+
+def kernel_gradients(backend: str, strategy: str, q, k, v, key_valid, w, gk, gv, slot_valid, d_out):
+    """Gradients of sum(context * d_out) with respect to q, k, v (and the global slots' keys and values), through
+    the backend's training path, as NumPy."""
+    import importlib
+
+    attention = importlib.import_module(f"longformer.{backend}.attention")
+    block = semantics.query_block(w, strategy, backend)
+    wrt = (q, k, v) if gk is None else (q, k, v, gk, gv)
+    if backend == "pt":
+        import torch
+
+        t = [torch.tensor(x, requires_grad=True) for x in wrt]
+        out, _ = attention.band_attention(t[0], t[1], t[2], torch.as_tensor(key_valid), w, block,
+                                          global_k=t[3] if gk is not None else None,
+                                          global_v=t[4] if gk is not None else None,
+                                          slot_valid=None if slot_valid is None else torch.as_tensor(slot_valid),
+                                          strategy=strategy)
+        return [g.numpy() for g in torch.autograd.grad((out * torch.as_tensor(d_out)).sum(), t)]
+    if backend == "flax":
+        import jax
+
+        def loss(*x):
+            out, _ = attention.band_attention(x[0], x[1], x[2], key_valid, w, block, global_k=x[3] if gk is not None
+                                              else None, global_v=x[4] if gk is not None else None,
+                                              slot_valid=slot_valid, strategy=strategy)
+            return (out * d_out).sum()
+
+        return [np.asarray(g) for g in jax.grad(loss, argnums=tuple(range(len(wrt))))(*wrt)]
+    import tensorflow as tf
+
+    t = [tf.Variable(x) for x in wrt]
+    with tf.GradientTape() as tape:
+        out, _ = attention.band_attention(t[0], t[1], t[2], tf.constant(key_valid), w, block,
+                                          global_k=t[3] if gk is not None else None,
+                                          global_v=t[4] if gk is not None else None,
+                                          slot_valid=None if slot_valid is None else tf.constant(slot_valid),
+                                          strategy=strategy)
+        loss = tf.reduce_sum(out * d_out)
+    return [np.asarray(g) for g in tape.gradient(loss, t)]
+
+
+def dense_gradients(q, k, v, key_valid, w, gk, gv, slot_valid, d_out):
+    """The gradients of sum(context * d_out) for the dense rules, written out: dP = dO V^T, dS = P (dP - rowsum(P
+    dP)), dq = dS K, dK = dS^T q, dV = P^T dO (global slots as extra key columns)."""
+    B, N, nh, hd = q.shape
+    i = np.arange(N)
+    allowed = ((np.abs(i[:, None] - i[None, :]) <= w)[None] & key_valid[:, None, :])[:, None]   # B 1 N N
+    keys, values = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)                              # B nh N hd
+    if gk is not None:
+        allowed = np.concatenate([np.broadcast_to(slot_valid[:, None, None, :], (B, 1, N, gk.shape[2])),
+                                  allowed], axis=-1)
+        keys, values = np.concatenate([gk, keys], axis=2), np.concatenate([gv, values], axis=2)
+    scores = np.where(allowed, np.einsum("bihd,bhjd->bhij", q, keys), -np.inf)
+    top = np.max(np.where(allowed, scores, -1e300), axis=-1, keepdims=True)
+    e = np.where(allowed, np.exp(scores - top), 0.0)
+    p = e / np.maximum(e.sum(-1, keepdims=True), 1e-300)
+    d_p = np.einsum("bihd,bhjd->bhij", d_out, values)
+    d_s = p * (d_p - (p * d_p).sum(-1, keepdims=True))
+    dq = np.einsum("bhij,bhjd->bihd", d_s, keys)
+    d_keys, d_values = np.einsum("bhij,bihd->bhjd", d_s, q), np.einsum("bhij,bihd->bhjd", p, d_out)
+    G = 0 if gk is None else gk.shape[2]
+    grads = [dq, d_keys[:, :, G:].transpose(0, 2, 1, 3), d_values[:, :, G:].transpose(0, 2, 1, 3)]
+    return grads + ([d_keys[:, :, :G], d_values[:, :, :G]] if G else [])
 
 
 def dense(q, k, v, key_valid, w, gk, gv, slot_valid):
@@ -99,3 +164,21 @@ def test_band_kernel_matches_the_dense_rules(backend, strategy, problem):
     assert probs.shape == (q.shape[0], q.shape[2], q.shape[1], G + 2 * w + 1)
     row_sums = probs.sum(-1).transpose(0, 2, 1)                 # B N nh
     np.testing.assert_allclose(row_sums[sees], 1.0, atol=1e-4)
+
+
+@settings(max_examples=3, deadline=None)  # per strategy: 6 per backend
+@given(problem=problems())
+def test_band_kernel_gradients_match_the_dense_rules(backend, strategy, problem):
+    """The training path's gradients (longformer.pt: its own backward, recomputing each block) against the dense
+    rules' in float64. Rows that see no key (padding, global tokens with no local key: the model overwrites
+    them) get no output gradient, as in the model."""
+    q, k, v, key_valid, w, gk, gv, slot_valid = problem
+    as64 = [None if x is None else x.astype(np.float64) if x.dtype == np.float32 else x for x in problem[:4]]
+    g64 = [None if x is None else x.astype(np.float64) if x.dtype == np.float32 else x for x in (gk, gv, slot_valid)]
+    _, sees = dense(*as64, w, *g64)
+    d_out = np.random.default_rng(1).standard_normal(q.shape).astype(np.float32) * sees[:, :, None, None]
+    got = kernel_gradients(backend, strategy, q, k, v, key_valid, w, gk, gv, slot_valid, d_out)
+    want = dense_gradients(*as64, w, *g64, d_out.astype(np.float64))
+    names = ("q", "k", "v") if gk is None else ("q", "k", "v", "global_k", "global_v")
+    for name, a, b in zip(names, got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)

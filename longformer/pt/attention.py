@@ -18,6 +18,8 @@ Every shape here is static given (B, N, W, G): the functions run eagerly and und
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -51,6 +53,29 @@ def global_slots(is_global: torch.Tensor, num_slots: int) -> tuple[torch.Tensor,
     return slot_position, slot_valid
 
 
+class Dropout(NamedTuple):
+    """Attention dropout of one call: `rate`, and where its masks come from. `seed` None: torch's generator
+    (F.dropout); an int: each step's mask is drawn from (seed, step), so the band's backward draws it again
+    instead of keeping it."""
+
+    rate: float = 0.0
+    seed: int | None = None
+
+    def apply(self, p: torch.Tensor, step: int) -> torch.Tensor:
+        if self.rate == 0.0:
+            return p
+        if self.seed is None:
+            return F.dropout(p, self.rate, True)
+        return p * self.keep(p, step)
+
+    def keep(self, p: torch.Tensor, step: int) -> torch.Tensor:
+        """The step's mask, 0 or 1 / (1 - rate), in p's shape and dtype."""
+        generator = torch.Generator(device=p.device)
+        generator.manual_seed(hash((self.seed, step)) & (2**63 - 1))
+        draw = torch.rand(p.shape, generator=generator, device=p.device)
+        return (draw >= self.rate).to(p.dtype).div_(1.0 - self.rate)
+
+
 def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor, w: int, block: int,
                    *, global_k: torch.Tensor | None = None, global_v: torch.Tensor | None = None,
                    slot_valid: torch.Tensor | None = None, dropout: float = 0.0, training: bool = False,
@@ -70,98 +95,250 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w. A row with no key to see (only padding and global tokens: the model
         overwrites those rows) comes out uniform over its band.
+
+    When a gradient is wanted (and no probabilities), the band runs as `BandAttention`, with its own backward:
+    it keeps q, k, v, the output and each row's log-sum-exp instead of every block's probabilities.
     """
     B, N, nh, hd = q.shape
     n_blocks, tail, span = semantics.band_geometry(N, w, block)
     acc = softmax_dtype(q.dtype)
-    with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
     # Keys/values padded by w before and the rest of the span after (plus the query tail): query i sees padded
     # keys i .. i + 2w.
     q_pad = _pad_rows(q, 0, tail)                                                    # B Nq nh hd
     k_pad = _pad_rows(k, w, span - w + tail)                                         # B Nq+span nh hd
     v_pad = _pad_rows(v, w, span - w + tail)
     band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
-    run = {"rows": _band_rows, "batched": _band_batched}[strategy]
-    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, training,
-                                        with_lse, return_probs)
+    slot_bias = None if global_k is None else _additive_bias(slot_valid, acc)          # B G
+    rate = dropout if training else 0.0
+    tensors = (q, k, v) if global_k is None else (q, k, v, global_k, global_v)
+    if (not return_probs and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+            and not torch.compiler.is_compiling()):
+        seed = int(torch.randint(2**62, ())) if rate else None  # from torch's generator: manual_seed repeats it
+        context = BandAttention.apply(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w,
+                                      block, strategy, Dropout(rate, seed))
+        return context[:, :N], None
+    with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
+    context, band_lse, band_probs = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block,
+                                                    Dropout(rate), with_lse, return_probs)
     context = context[:, :N]                                                          # B N nh hd
     band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
     band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
     if global_k is None:
         return context, band_probs
-    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, training)
+    context, band_probs, _ = _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias,
+                                           Dropout(rate))
+    return context, band_probs
 
 
-def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, training, with_lse, return_probs):
+class BandAttention(torch.autograd.Function):
+    """The band (and the global slots' columns) with a flash-attention-style backward: the forward keeps only the
+    padded q, k, v, the global slots' keys and values, the output and each row's log-sum-exp over all its keys;
+    the backward recomputes each step's probabilities from them, with the same dropout masks (drawn again from
+    the call's seed). Memory for the backward: O(N), not O(N * window)."""
+
+    @staticmethod
+    def forward(ctx, q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w, block, strategy,
+                drop):
+        context, lse, _ = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block, drop, True, False)
+        if global_k is not None:
+            context, _, lse = _merge_global(q_pad, context, lse, None, global_k, global_v, slot_bias, drop)
+        ctx.save_for_backward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, context, lse)
+        ctx.settings = block, strategy, drop
+        return context
+
+    @staticmethod
+    def backward(ctx, d_context):
+        q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, context, lse = ctx.saved_tensors
+        block, strategy, drop = ctx.settings
+        acc = lse.dtype
+        d_context = d_context.contiguous()
+        # delta_i = sum_j P_ij dP_ij over all of row i's keys (band and global) = dO_i . O_i.
+        delta = (d_context.to(acc) * context.to(acc)).sum(-1).transpose(1, 2)[..., None]        # B nh Nq 1
+        dq, dk, dv = _BAND_BACKWARD[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_context,
+                                              block, drop)
+        d_global_k = d_global_v = None
+        if global_k is not None:
+            d_global_k, d_global_v = _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta,
+                                                            d_context, drop, dq)
+        return dq.to(q_pad.dtype), dk.to(k_pad.dtype), dv.to(v_pad.dtype), d_global_k, d_global_v, *[None] * 7
+
+
+def _row_steps(B, nh, n_blocks, block, width):
+    """The "rows" strategy's steps: (step, batch, head, blocks, rows), a few blocks of one (batch, head) row at a
+    time, their scores near 8 MB (small enough for the allocator to reuse, and to stay in cache)."""
+    steps = -(-n_blocks * block * width * 4 // (8 << 20))
+    per_step = -(-n_blocks // steps)
+    step = 0
+    for row in range(B * nh):
+        b_, head = divmod(row, nh)
+        for first in range(0, n_blocks, per_step):
+            blocks = slice(first, min(first + per_step, n_blocks))
+            yield step, b_, head, blocks, slice(first * block, blocks.stop * block)
+            step += 1
+
+
+def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, drop, with_lse, return_probs):
     """The "rows" strategy: a Python loop over (batch, head) rows, each taking a few blocks per step; every step
     writes its rows straight into the `(B, N, nh, hd)` result (no concatenation, no transpose)."""
     B, Nq, nh, hd = q_pad.shape
     n_blocks, width = Nq // block, band_bias.shape[1]  # keys a block sees: its own and the band's span
     k_win, v_win = _key_windows(k_pad, block, width), _key_windows(v_pad, block, width)  # views
-    # Blocks per step: keep each step's scores near 8 MB, small enough for the allocator to reuse.
-    steps = -(-n_blocks * block * width * 4 // (8 << 20))
-    per_step = -(-n_blocks // steps)
     out = q_pad.new_empty(B, Nq, nh, hd)
     lse = q_pad.new_empty(B, nh, Nq, 1, dtype=band_bias.dtype) if with_lse else None
     probs = []
-    for row in range(B * nh):
-        b_, head = divmod(row, nh)
-        for first in range(0, n_blocks, per_step):
-            blocks = slice(first, min(first + per_step, n_blocks))
-            rows = slice(first * block, blocks.stop * block)
-            q_blk = q_pad[b_, rows, head].view(-1, block, hd)                          # count b hd
-            o, l_, p = _band_blocks(q_blk, k_win[b_, head, blocks], v_win[b_, head, blocks], band_bias,
-                                    key_bias[b_, blocks], w, dropout, training, with_lse, return_probs)
-            out[b_, rows, head] = o.reshape(-1, hd)
-            if with_lse:
-                lse[b_, head, rows] = l_.reshape(-1, 1)
-            if return_probs:
-                probs.append(p)
+    for step, b_, head, blocks, rows in _row_steps(B, nh, n_blocks, block, width):
+        q_blk = q_pad[b_, rows, head].view(-1, block, hd)                              # count b hd
+        o, l_, p = _band_blocks(q_blk, k_win[b_, head, blocks], v_win[b_, head, blocks], band_bias,
+                                key_bias[b_, blocks], w, drop, step, with_lse, return_probs)
+        out[b_, rows, head] = o.reshape(-1, hd)
+        if with_lse:
+            lse[b_, head, rows] = l_.reshape(-1, 1)
+        if return_probs:
+            probs.append(p)
     band_probs = torch.cat(probs).reshape(B, nh, Nq, -1) if return_probs else None
     return out, lse, band_probs
 
 
-def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, training, with_lse, return_probs):
+def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, drop, with_lse, return_probs):
     """The "batched" strategy: every block of every (batch, head) row in one contraction."""
     B, Nq, nh, hd = q_pad.shape
     width = band_bias.shape[1]  # keys a block sees: its own and the band's span
-    q_blk = q_pad.view(B, Nq // block, block, nh, hd).permute(0, 3, 1, 2, 4)         # B nh nblk b hd
-    out, lse, p = _band_blocks(q_blk, _key_windows(k_pad, block, width), _key_windows(v_pad, block, width),
-                               band_bias, key_bias[:, None], w, dropout, training, with_lse, return_probs)
+    out, lse, p = _band_blocks(_blocks_of(q_pad, block), _key_windows(k_pad, block, width),
+                               _key_windows(v_pad, block, width), band_bias, key_bias[:, None], w, drop, 0, with_lse,
+                               return_probs)
     out = out.permute(0, 2, 3, 1, 4).reshape(B, Nq, nh, hd)
     lse = None if lse is None else lse.reshape(B, nh, Nq, 1)
     return out, lse, None if p is None else p.reshape(B, nh, Nq, -1)
 
 
-def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, training, with_lse, return_probs):
+def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, drop, step, with_lse, return_probs):
     """One step of either strategy: blocks of queries `(..., b, hd)` against their key windows `(..., width,
     hd)`. Returns the blocks' context `(..., b, hd)`, log-sum-exps `(..., b, 1)` (if `with_lse`) and
     probabilities by offset `(..., b, 2w + 1)` (if `return_probs`)."""
-    scores = torch.matmul(q_blk, k_win.transpose(-1, -2))
-    # Two small additive masks instead of one per block and row: the band's corners (the same for every block)
-    # and the keys a block's window may not see (padding, global, beyond the ends). A key outside both gets
-    # minimum + minimum = -inf, which softmax takes as well: every row has in-band columns.
-    scores = scores.to(band_bias.dtype).add_(key_bias).add_(band_bias)
+    scores = _block_scores(q_blk, k_win, band_bias, key_bias)
     p = torch.softmax(scores, dim=-1)                                                 # in at least float32
     # The log-normaliser is max(score) - log(max(p)): exact, since max(p) >= 1 / width.
     lse = scores.amax(-1, keepdim=True) - torch.log(p.amax(-1, keepdim=True)) if with_lse else None
-    p = F.dropout(p.to(q_blk.dtype), dropout, training)
+    p = drop.apply(p.to(q_blk.dtype), step)
     return torch.matmul(p, v_win), lse, _relative_columns(p, w) if return_probs else None
 
 
-def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, training):
+def _block_scores(q_blk, k_win, band_bias, key_bias):
+    """A step's scores in the softmax dtype. Two small additive masks instead of one per block and row: the band's
+    corners (the same for every block) and the keys a block's window may not see (padding, global, beyond the
+    ends). A key outside both gets minimum + minimum = -inf, which softmax takes as well: every row has in-band
+    columns."""
+    scores = torch.matmul(q_blk, k_win.transpose(-1, -2))
+    return scores.to(band_bias.dtype).add_(key_bias).add_(band_bias)
+
+
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias, drop):
     """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
-    concatenated or copied, its context and probabilities are rescaled by their share of the total."""
+    concatenated or copied, its context and probabilities are rescaled by their share of the total. Returns the
+    context, the probabilities (if given) and each row's log-sum-exp over all its keys."""
     acc = band_lse.dtype
-    global_scores = torch.einsum("bnhd,bhgd->bhng", q, global_k.to(q.dtype)).to(acc)
-    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]  # B nh N G
+    global_scores = _global_scores(q, global_k, slot_bias, acc)                        # B nh N G
     total = torch.logaddexp(band_lse, torch.logsumexp(global_scores, dim=-1, keepdim=True))
     share = torch.exp(band_lse - total).to(q.dtype)                                   # B nh N 1
-    global_p = F.dropout(torch.exp(global_scores - total).to(q.dtype), dropout, training)
+    global_p = drop.apply(torch.exp(global_scores - total).to(q.dtype), -1)
     context = torch.einsum("bhng,bhgd->bnhd", global_p, global_v.to(q.dtype)).add_(context * share.transpose(1, 2))
     if band_probs is not None:
         band_probs = torch.cat([global_p, band_probs * share], dim=-1)
-    return context, band_probs
+    return context, band_probs, total
+
+
+def _global_scores(q, global_k, slot_bias, acc):
+    scores = torch.einsum("bnhd,bhgd->bhng", q, global_k.to(q.dtype)).to(acc)
+    return scores + slot_bias[:, None, None, :]
+
+
+# ------------------------------------------------------------------------------- the band's own backward
+def _band_rows_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, drop):
+    """Gradients of q, k, v (in the softmax dtype) for the "rows" strategy, step by step as the forward."""
+    B, Nq, nh, hd = q_pad.shape
+    n_blocks, width = Nq // block, band_bias.shape[1]
+    k_win, v_win = _key_windows(k_pad, block, width), _key_windows(v_pad, block, width)
+    acc = lse.dtype
+    dq = torch.empty(q_pad.shape, dtype=acc, device=q_pad.device)
+    dk = torch.zeros(k_pad.shape, dtype=acc, device=k_pad.device)
+    dv = torch.zeros(v_pad.shape, dtype=acc, device=v_pad.device)
+    for step, b_, head, blocks, rows in _row_steps(B, nh, n_blocks, block, width):
+        dq_blk, dk_win, dv_win = _band_blocks_backward(
+            q_pad[b_, rows, head].view(-1, block, hd), k_win[b_, head, blocks], v_win[b_, head, blocks], band_bias,
+            key_bias[b_, blocks], lse[b_, head, rows].view(-1, block, 1), delta[b_, head, rows].view(-1, block, 1),
+            d_out[b_, rows, head].view(-1, block, hd), drop, step)
+        dq[b_, rows, head] = dq_blk.reshape(-1, hd)
+        _add_windows(dk[b_, :, head], dk_win, blocks.start, block)
+        _add_windows(dv[b_, :, head], dv_win, blocks.start, block)
+    return dq, dk, dv
+
+
+def _band_batched_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, drop):
+    """Gradients of q, k, v (in the softmax dtype) for the "batched" strategy: one contraction, as the forward."""
+    B, Nq, nh, hd = q_pad.shape
+    n_blocks, width = Nq // block, band_bias.shape[1]
+    dq, dk_win, dv_win = _band_blocks_backward(
+        _blocks_of(q_pad, block), _key_windows(k_pad, block, width), _key_windows(v_pad, block, width), band_bias,
+        key_bias[:, None], lse.view(B, nh, n_blocks, block, 1), delta.view(B, nh, n_blocks, block, 1),
+        _blocks_of(d_out, block), drop, 0)
+    dk = torch.zeros(k_pad.shape, dtype=lse.dtype, device=k_pad.device)
+    dv = torch.zeros(v_pad.shape, dtype=lse.dtype, device=v_pad.device)
+    _add_windows(dk.transpose(1, 2), dk_win, 0, block)
+    _add_windows(dv.transpose(1, 2), dv_win, 0, block)
+    return dq.permute(0, 2, 3, 1, 4).reshape(B, Nq, nh, hd), dk, dv
+
+
+def _band_blocks_backward(q_blk, k_win, v_win, band_bias, key_bias, lse, delta, d_out, drop, step):
+    """One step's gradients: the probabilities recomputed from the scores and the row's log-sum-exp (over all
+    its keys, so they are the merged ones), dS = P * (dP - delta). Returns dq `(..., b, hd)` and the gradients of
+    the step's key and value windows `(..., width, hd)`, in the softmax dtype."""
+    p = torch.exp(_block_scores(q_blk, k_win, band_bias, key_bias).sub_(lse))
+    dp = torch.matmul(d_out, v_win.transpose(-1, -2)).to(p.dtype)
+    if drop.rate:
+        keep = drop.keep(p.to(q_blk.dtype), step).to(p.dtype)
+        dp.mul_(keep)
+        dv = torch.matmul((p * keep).to(d_out.dtype).transpose(-1, -2), d_out)
+    else:
+        dv = torch.matmul(p.to(d_out.dtype).transpose(-1, -2), d_out)
+    ds = p.mul_(dp.sub_(delta)).to(q_blk.dtype)
+    return torch.matmul(ds, k_win).to(p.dtype), torch.matmul(ds.transpose(-1, -2), q_blk).to(p.dtype), dv.to(p.dtype)
+
+
+def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_out, drop, dq):
+    """Gradients through the global slots' columns (dq is added to in place); returns those of the slots' keys and
+    values `(B, nh, G, hd)`."""
+    acc = lse.dtype
+    p = torch.exp(_global_scores(q_pad, global_k, slot_bias, acc) - lse)                # B nh Nq G
+    dp = torch.einsum("bnhd,bhgd->bhng", d_out, global_v.to(d_out.dtype)).to(acc)
+    p_used = p
+    if drop.rate:
+        keep = drop.keep(p.to(q_pad.dtype), -1).to(acc)
+        dp, p_used = dp * keep, p * keep
+    ds = (p * (dp - delta)).to(q_pad.dtype)
+    dq.add_(torch.einsum("bhng,bhgd->bnhd", ds, global_k.to(ds.dtype)).to(acc))
+    d_global_k = torch.einsum("bhng,bnhd->bhgd", ds, q_pad).to(global_k.dtype)
+    d_global_v = torch.einsum("bhng,bnhd->bhgd", p_used.to(d_out.dtype), d_out).to(global_v.dtype)
+    return d_global_k, d_global_v
+
+
+def _add_windows(target: torch.Tensor, windows: torch.Tensor, first_block: int, block: int) -> None:
+    """Add each block's window gradient `(..., count, width, hd)` into the padded rows `(..., P, hd)` it was cut
+    from (window j starts at row (first_block + j) * block): one add per block-sized segment of the width."""
+    count, width = windows.shape[-3], windows.shape[-2]
+    segments = windows.unflatten(-2, (width // block, block))                          # ... count seg b hd
+    for s in range(width // block):
+        start = (first_block + s) * block
+        target[..., start:start + count * block, :] += segments[..., s, :, :].flatten(-3, -2)
+
+
+def _blocks_of(x: torch.Tensor, block: int) -> torch.Tensor:
+    """`(B, Nq, nh, hd)` -> `(B, nh, nblk, block, hd)`: the query blocks of every row (a view)."""
+    B, Nq, nh, hd = x.shape
+    return x.view(B, Nq // block, block, nh, hd).permute(0, 3, 1, 2, 4)
+
+
+_BAND = {"rows": _band_rows, "batched": _band_batched}
+_BAND_BACKWARD = {"rows": _band_rows_backward, "batched": _band_batched_backward}
 
 
 def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -224,7 +401,7 @@ def global_rows(h: torch.Tensor, slot_position: torch.Tensor, slot_valid: torch.
     B, N, H = h.shape
     G = slot_position.shape[1]
     nh, hd = num_heads, H // num_heads
-    h_glob = torch.gather(h, 1, slot_position[:, :, None].expand(B, G, H))          # B G H
+    h_glob = take_rows(h, slot_position)                                             # B G H
     q = (query(h_glob) * scale).view(B, G, nh, hd)
     reassociate = G * nh <= H
     if reassociate:
@@ -259,5 +436,11 @@ def scatter_global_rows(local: torch.Tensor, global_context: torch.Tensor, slot_
     B, G, H = global_context.shape
     index = slot_position[:, :, None].expand(B, G, H)
     # Slot positions are distinct; filler slots point at local rows, which are written back unchanged.
-    values = torch.where(slot_valid[:, :, None], global_context.to(local.dtype), torch.gather(local, 1, index))
+    values = torch.where(slot_valid[:, :, None], global_context.to(local.dtype), take_rows(local, slot_position))
     return local.scatter(1, index, values)
+
+
+def take_rows(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """`(B, N, ...)` at `(B, G)` positions -> `(B, G, ...)`. By indexing, whose backward keeps only the positions
+    (torch.gather's keeps all of x: one (B, N, H) tensor per call and layer in training)."""
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], positions]

@@ -20,11 +20,22 @@ from .. import inputs, semantics
 from ..config import LongformerConfig
 from ..outputs import encoder_fields
 from ..pretrained import LongformerPreTrainedMixin
-from .attention import band_attention, global_rows, global_slots, scatter_global_rows
+from .attention import band_attention, global_rows, global_slots, scatter_global_rows, take_rows
 from .checkpoint import load_pretrained, save_pretrained
 
 # ---------------------------------------------------------------------------------------------- linear layers
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout that keeps a 1-byte mask for the backward: on CPU, torch's dropout keeps its float32 noise (four
+    bytes per value; the hidden dropouts of one base layer at n = 4096: ~25 MB of a training step's memory)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return torch.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
 
 
 def linear(layer: nn.Linear, x: torch.Tensor, *, gelu: bool = False) -> torch.Tensor:
@@ -55,7 +66,7 @@ class LongformerEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, H, padding_idx=config.pad_token_id)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, H)
         self.LayerNorm = nn.LayerNorm(H, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds):
         if inputs_embeds is None:
@@ -94,15 +105,14 @@ class LongformerSelfAttention(nn.Module):
         G = masks.slot_position.shape[1] if masks.has_global else 0
         global_k = global_v = None
         if G:  # the local keys and values of the global tokens, (B, nh, G, hd)
-            index = masks.slot_position[:, :, None, None].expand(B, G, nh, hd)
-            global_k = torch.gather(k, 1, index).transpose(1, 2)
-            global_v = torch.gather(v, 1, index).transpose(1, 2)
+            global_k = take_rows(k, masks.slot_position).transpose(1, 2)
+            global_v = take_rows(v, masks.slot_position).transpose(1, 2)
         context, probs = band_attention(
             q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "pt"),
             global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout,
             training=self.training, return_probs=output_attentions, strategy=self.strategy)
         out = context.reshape(B, N, H)
-        out = out.masked_fill_(masks.padding[:, :, None], 0.0)  # padding rows attend to nothing (out is ours)
+        out = out.masked_fill(masks.padding[:, :, None], 0.0)  # padding rows attend to nothing
         global_probs = None
         if G:
             global_context, global_probs = global_rows(
@@ -123,7 +133,7 @@ class LongformerSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x, residual):
         y = self.dropout(linear(self.dense, x))
@@ -170,9 +180,38 @@ class LongformerLayer(nn.Module):
         # The feed-forward network is row-wise: run it on slices of the sequence so that its (N, 4H) activations
         # never exist whole (less memory, and temporaries small enough for the allocator to reuse).
         rows = semantics.rows_per_step(a.shape[1], semantics.FEED_FORWARD_ROWS)
-        out = torch.cat([self.output(self.intermediate(a[:, i:i + rows]), a[:, i:i + rows])
-                         for i in range(0, a.shape[1], rows)], dim=1)
+        out = torch.cat([self._feed_forward(a[:, i:i + rows]) for i in range(0, a.shape[1], rows)], dim=1)
         return out, probs, global_probs
+
+    def _feed_forward(self, x):
+        """intermediate (dense, GELU) -> output (dense, dropout, + x, LayerNorm). When gradients are kept, the
+        GELU's (rows, 4H) output is not: `GeluLinear` computes it again in the backward."""
+        dense = self.output.dense
+        if (torch.is_grad_enabled() and (x.requires_grad or dense.weight.requires_grad)
+                and not torch.is_autocast_enabled(x.device.type)):
+            y = GeluLinear.apply(linear(self.intermediate.dense, x), dense.weight, dense.bias)
+            return self.output.LayerNorm(self.output.dropout(y) + x)
+        return self.output(self.intermediate(x), x)
+
+
+class GeluLinear(torch.autograd.Function):
+    """`F.linear(gelu(x), weight, bias)` that keeps `x` (the GELU's input) for the backward but not the GELU's
+    output: the backward computes it again (one elementwise pass; ~1% of a training step) instead of storing
+    another (N, 4H) activation per layer."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return F.linear(F.gelu(x), weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        dx = torch.ops.aten.gelu_backward(dy @ weight, x) if ctx.needs_input_grad[0] else None
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        d_weight = dy2.T @ F.gelu(x).reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        d_bias = dy2.sum(0) if ctx.needs_input_grad[2] else None
+        return dx, d_weight, d_bias
 
 
 class LongformerEncoder(nn.Module):
@@ -406,7 +445,7 @@ class LongformerClassificationHead(nn.Module):
     def __init__(self, config: LongformerConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, h):
@@ -444,7 +483,7 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
     def __init__(self, config: LongformerConfig):
         super().__init__(config)
         self.longformer = LongformerModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
@@ -459,7 +498,7 @@ class LongformerForTokenClassification(LongformerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.longformer = LongformerModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
