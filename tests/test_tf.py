@@ -84,6 +84,35 @@ def test_eager_graph_and_xla_agree(head):
             all_close(out, eager, where=f"{case} jit={jit}")
 
 
+def test_training_under_xla_draws_dropout_masks_statelessly():
+    """Dropout in a compiled training step comes from stateless random ops seeded per call (stateful ones run ~10x
+    slower under XLA): the traced graph has none, and two steps still draw different masks."""
+    model = make("LongformerForSequenceClassification", attention_window=[4, 8])
+    inputs = {k: tf.constant(v) for k, v in make_inputs("padded_globals", "LongformerForSequenceClassification")
+              .items()}
+
+    @tf.function(jit_compile=True)
+    def step():
+        with tf.GradientTape() as tape:
+            loss = model(**inputs, training=True, num_global_slots=4).loss
+        return loss, tape.gradient(loss, model.trainable_variables)[0]
+
+    (a, _), (b, _) = step(), step()
+    assert float(a) != float(b)
+    graph = step.get_concrete_function().graph
+    ops = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        ops |= {node.op for node in function.node_def}
+    assert any(op.startswith("StatelessRandom") for op in ops), sorted(ops)
+    stateful = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal"} & ops
+    assert not stateful, stateful
+    with pytest.raises(ValueError, match="needs a seed"):
+        from longformer.tf.attention import band_attention
+
+        x = tf.zeros((1, 8, 1, 4))
+        band_attention(x, x, x, tf.ones((1, 8), tf.bool), 2, 4, dropout=0.1, training=True)
+
+
 def test_a_graph_without_slot_count_gives_every_position_a_slot():
     model = make("LongformerForQuestionAnswering")
     inputs = {k: tf.constant(v) for k, v in make_inputs("padded_globals", "LongformerForQuestionAnswering").items()}

@@ -73,7 +73,8 @@ _BAND_GRAPHS: dict[tuple, Any] = {}
 def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tensor, w: int, block: int, *,
                    global_k: tf.Tensor | None = None, global_v: tf.Tensor | None = None,
                    slot_valid: tf.Tensor | None = None, dropout: float = 0.0, training: bool = False,
-                   return_probs: bool = False, strategy: str = "batched") -> tuple[tf.Tensor, tf.Tensor | None]:
+                   seed: tf.Tensor | None = None, return_probs: bool = False,
+                   strategy: str = "batched") -> tuple[tf.Tensor, tf.Tensor | None]:
     """Each query attends to the keys within `w` positions that are valid, plus the global slots.
 
     Args:
@@ -82,6 +83,8 @@ def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tenso
         w: one-sided window; block: query rows per block (`semantics.query_block`).
         global_k, global_v: `(B, nh, G, hd)` local keys/values of the global tokens (optional).
         slot_valid: `(B, G)` bool, which slots hold a real global token.
+        dropout, training, seed: dropout on the probabilities when training, its masks drawn from `seed` (a `[2]`
+            integer tensor) by stateless ops: stateful random ops run ~10x slower under XLA.
         strategy: how the blocks are looped over (`semantics.BAND_STRATEGIES`): "batched", every block of every
             (batch, head) row in one contraction (TensorFlow's batched matmul runs small matrices well, unlike
             XLA's CPU emitter); "rows", one row at a time with `tf.map_fn`.
@@ -89,23 +92,27 @@ def band_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, key_valid: tf.Tenso
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w.
     """
-    static = dict(w=w, block=block, dropout=dropout, training=bool(training), return_probs=return_probs,
+    if training and dropout > 0 and seed is None:
+        raise ValueError("band_attention with dropout in training needs a seed (a [2] integer tensor, e.g. a "
+                         "keras.random.SeedGenerator's next()).")
+    static = dict(w=w, block=block, dropout=dropout if training else 0.0, return_probs=return_probs,
                   strategy=strategy)
     key = (*static.values(), global_k is None, q.shape[2], q.shape[3])  # heads and head size stay static too
     if key not in _BAND_GRAPHS:
         _BAND_GRAPHS[key] = tf.function(functools.partial(_band_attention, **static), autograph=False,
                                         reduce_retracing=True)
-    return _BAND_GRAPHS[key](q, k, v, key_valid, global_k=global_k, global_v=global_v, slot_valid=slot_valid)
+    return _BAND_GRAPHS[key](q, k, v, key_valid, global_k=global_k, global_v=global_v, slot_valid=slot_valid,
+                             seed=seed if static["dropout"] else None)
 
 
 def _band_attention(q, k, v, key_valid, w, block, *, global_k=None, global_v=None, slot_valid=None, dropout=0.0,
-                    training=False, return_probs=False, strategy="batched"):
+                    seed=None, return_probs=False, strategy="batched"):
     """`band_attention`, traced once per static setting."""
     N = _dim(q, 1)
     n_blocks, tail, span = semantics.band_geometry(N, w, block)
     acc = softmax_dtype(q.dtype)
     with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
-    dropout = dropout if training else 0.0
+    band_seed, global_seed = (None, None) if seed is None else tf.unstack(_split(seed))
     # Keys/values padded by w before and the rest of the span after (plus the query tail): query i sees padded
     # keys i .. i + 2w.
     q_pad = _pad_rows(q, 0, tail)                                                    # B Nq nh hd
@@ -113,17 +120,17 @@ def _band_attention(q, k, v, key_valid, w, block, *, global_k=None, global_v=Non
     v_pad = _pad_rows(v, w, span - w + tail)
     band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
     run = {"rows": _band_rows, "batched": _band_batched}[strategy]
-    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with_lse,
-                                        return_probs)
+    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, band_seed,
+                                        with_lse, return_probs)
     context = context[:, :N]                                                          # B N nh hd
     band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
     band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
     if global_k is None:
         return context, band_probs
-    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout)
+    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, global_seed)
 
 
-def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with_lse, return_probs):
+def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, seed, with_lse, return_probs):
     """The "rows" strategy: `tf.map_fn` over (batch, head) rows, all blocks of a row at once."""
     B, Nq, nh, hd = _dim(q_pad, 0), _dim(q_pad, 1), q_pad.shape[2], q_pad.shape[3]
     width = band_bias.shape[1]  # keys a block sees: its own and the band's span
@@ -136,7 +143,8 @@ def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with
         row, q_r, k_r, v_r = args
         o, l_, p = _band_blocks(tf.reshape(q_r, [-1, block, hd]), _key_windows(k_r[None], block, width)[0, 0],
                                 _key_windows(v_r[None], block, width)[0, 0], band_bias, key_bias[row // nh], w,
-                                dropout, with_lse, return_probs)
+                                dropout, None if seed is None else tf.random.experimental.stateless_fold_in(seed, row),
+                                with_lse, return_probs)
         return o, empty if l_ is None else l_, empty if p is None else tf.cast(p, band_bias.dtype)
 
     spec = (tf.TensorSpec(None, q_pad.dtype), tf.TensorSpec(None, band_bias.dtype),
@@ -148,19 +156,19 @@ def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with
     return out, lse, tf.cast(tf.reshape(probs, [B, nh, Nq, 2 * w + 1]), q_pad.dtype) if return_probs else None
 
 
-def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, with_lse, return_probs):
+def _band_batched(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, seed, with_lse, return_probs):
     """The "batched" strategy: every block of every (batch, head) row in one contraction."""
     B, Nq, nh, hd = _dim(q_pad, 0), _dim(q_pad, 1), q_pad.shape[2], q_pad.shape[3]
     width = band_bias.shape[1]  # keys a block sees: its own and the band's span
     q_blk = tf.transpose(tf.reshape(q_pad, [B, -1, block, nh, hd]), [0, 3, 1, 2, 4])  # B nh nblk b hd
     out, lse, p = _band_blocks(q_blk, _key_windows(k_pad, block, width), _key_windows(v_pad, block, width),
-                               band_bias, key_bias[:, None], w, dropout, with_lse, return_probs)
+                               band_bias, key_bias[:, None], w, dropout, seed, with_lse, return_probs)
     out = tf.reshape(tf.transpose(out, [0, 2, 3, 1, 4]), [B, Nq, nh, hd])
     lse = None if lse is None else tf.reshape(lse, [B, nh, Nq, 1])
     return out, lse, None if p is None else tf.reshape(p, [B, nh, Nq, 2 * w + 1])
 
 
-def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, with_lse, return_probs):
+def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, seed, with_lse, return_probs):
     """One step of either strategy: blocks of queries `(..., b, hd)` against their key windows `(..., width,
     hd)`. Returns the blocks' context `(..., b, hd)`, log-sum-exps `(..., b, 1)` (if `with_lse`) and
     probabilities by offset `(..., b, 2w + 1)` (if `return_probs`)."""
@@ -173,13 +181,11 @@ def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, with_lse,
     # The log-normaliser is max(score) - log(max(p)): exact, since max(p) >= 1 / width.
     lse = (tf.reduce_max(scores, -1, keepdims=True) - tf.math.log(tf.reduce_max(p, -1, keepdims=True))
            if with_lse else None)
-    p = tf.cast(p, q_blk.dtype)
-    if dropout > 0:
-        p = tf.nn.dropout(p, rate=dropout)
+    p = _dropout(tf.cast(p, q_blk.dtype), dropout, seed)
     return tf.matmul(p, v_win), lse, _relative_columns(p, w) if return_probs else None
 
 
-def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout):
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, seed):
     """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
     concatenated or copied, its context and probabilities are rescaled by their share of the total."""
     acc = band_lse.dtype
@@ -188,9 +194,7 @@ def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_val
     global_lse = tf.reduce_logsumexp(global_scores, axis=-1, keepdims=True)
     total = tf.maximum(band_lse, global_lse) + tf.math.log1p(tf.exp(-tf.abs(band_lse - global_lse)))
     share = tf.cast(tf.exp(band_lse - total), q.dtype)                                # B nh N 1
-    global_p = tf.cast(tf.exp(global_scores - total), q.dtype)
-    if dropout > 0:
-        global_p = tf.nn.dropout(global_p, rate=dropout)
+    global_p = _dropout(tf.cast(tf.exp(global_scores - total), q.dtype), dropout, seed)
     context = (tf.einsum("bhng,bhgd->bnhd", global_p, tf.cast(global_v, q.dtype))
                + context * tf.transpose(share, [0, 2, 1, 3]))
     if band_probs is not None:
@@ -226,6 +230,20 @@ def _band_bias(key_valid: tf.Tensor, w: int, block: int, span, tail, dtype):
     return band_bias, key_bias[:, :, None, :]
 
 
+def _dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None) -> tf.Tensor:
+    """Inverted dropout with a stateless mask drawn from `seed` (the identity at rate 0)."""
+    if rate == 0.0:
+        return x
+    if seed is None:
+        raise ValueError("dropout in training needs a seed (a [2] integer tensor).")
+    return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+
+
+def _split(seed: tf.Tensor) -> tf.Tensor:
+    """Two independent `[2]` seeds from one."""
+    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+
+
 def _additive_bias(allowed: tf.Tensor, dtype) -> tf.Tensor:
     """0 where allowed, the dtype minimum elsewhere (a score plus the minimum stays the minimum: probability 0)."""
     return tf.where(allowed, tf.zeros((), dtype), tf.constant(mask_value(dtype), dtype))
@@ -242,7 +260,7 @@ def _relative_columns(p: tf.Tensor, w: int) -> tf.Tensor:
 
 def global_rows(h: tf.Tensor, slot_position: tf.Tensor, slot_valid: tf.Tensor, key_valid: tf.Tensor,
                 query, key, value, num_heads: int, scale: float, *, dropout: float = 0.0,
-                training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+                training: bool = False, seed: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Attention of the global tokens (with the `*_global` projections) over every non-padding key.
 
     Args:
@@ -272,8 +290,7 @@ def global_rows(h: tf.Tensor, slot_position: tf.Tensor, slot_valid: tf.Tensor, k
     acc = softmax_dtype(h.dtype)
     scores = tf.where(allowed, tf.cast(scores, acc), tf.constant(mask_value(acc), acc))
     p = tf.cast(tf.nn.softmax(scores, axis=-1), h.dtype)
-    if training and dropout > 0:
-        p = tf.nn.dropout(p, rate=dropout)
+    p = _dropout(p, dropout if training else 0.0, seed)
     if reassociate:
         # sum_j p_j (Wv x_j + bv) = (P x) Wv^T + (sum_j p_j) bv.
         px = tf.reshape(tf.matmul(tf.reshape(p, [B, nh * G, N]), h), [B, nh, G, H])

@@ -106,6 +106,9 @@ class LongformerSelfAttention(keras.layers.Layer):
         self.query_global = _dense(H, config, "query_global")
         self.key_global = _dense(H, config, "key_global")
         self.value_global = _dense(H, config, "value_global")
+        # Attention dropout draws its masks from seeds by stateless ops (stateful random ops are ~10x slower under
+        # XLA); the generator's state is not a weight.
+        self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape=None):
         H = self.num_heads * self.head_dim
@@ -125,17 +128,21 @@ class LongformerSelfAttention(keras.layers.Layer):
         if has_global:  # the local keys and values of the global tokens, (B, nh, G, hd)
             global_k = tf.transpose(tf.gather(k, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
             global_v = tf.transpose(tf.gather(v, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
+        band_seed = rows_seed = None
+        if training and self.dropout_rate > 0:
+            band_seed, rows_seed = tf.unstack(tf.random.experimental.stateless_split(self.seed_generator.next(), 2))
         context, probs = band_attention(
             q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "tf"),
             global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate,
-            training=training, return_probs=output_attentions, strategy=self.strategy)
+            training=training, seed=band_seed, return_probs=output_attentions, strategy=self.strategy)
         out = tf.reshape(context, [B, N, H])
         out = tf.where(masks.padding[:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
         global_probs = None
         if has_global:
             global_context, global_probs = global_rows(
                 h, masks.slot_position, masks.slot_valid, tf.logical_not(masks.padding), self.query_global,
-                self.key_global, self.value_global, nh, scale, dropout=self.dropout_rate, training=training)
+                self.key_global, self.value_global, nh, scale, dropout=self.dropout_rate, training=training,
+                seed=rows_seed)
             out = scatter_global_rows(out, tf.reshape(global_context, [B, -1, H]), masks.slot_position,
                                       masks.slot_valid)
         if probs is not None:
