@@ -206,6 +206,11 @@ def prepare(config: Any, ops: Ops, head: str, inputs: dict[str, Any], num_global
     else:
         x = int(ops.numpy(ops.sum(ops.cast(merged == 2, ops.int_dtype), 1)).max())
         G = semantics.num_global_slots(x, int(N), num_global_slots)
+    if training and num_global_slots is None and G == 0:
+        # In training there is always a slot (a filler, when no token is global: its result is discarded, its
+        # gradient is zero), so the global projections take part in every step: DistributedDataParallel needs
+        # no find_unused_parameters, and every process's gradients cover the same parameters.
+        G = 1
     static = Static(n_in, G, bool(output_attentions), bool(output_hidden_states), num_choices, bool(training))
     return Prepared(ModelInputs(input_ids, embeds, token_type_ids, position_ids, merged), static, x)
 

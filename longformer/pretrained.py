@@ -34,12 +34,17 @@ class LongformerPreTrainedMixin:
             config, self._ops, self.head_name, inputs, num_global_slots,
             output_attentions=config.output_attentions if output_attentions is None else output_attentions,
             output_hidden_states=config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            training=training)
+            training=training or self._trains())
         labels = {name: self._ops.tensor(value) for name, value in labels.items()}
         out = self._forward(prepared.inputs, labels, prepared.static)
         out = pipeline.finish_outputs(self._ops, dict(out), prepared.num_global, prepared.static.num_slots)
         result = OUTPUT_CLASSES[self.head_name](**out)
         return result if (config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+    def _trains(self) -> bool:
+        """Whether this call computes gradients in training mode (PyTorch: `train()` and grad enabled); Keras passes
+        `training` to `_run` itself."""
+        return False
 
     # The call signatures, Hugging Face's keyword arguments: pt's `forward` and flax's `__call__` are these
     # functions (tf's `call` adds Keras' `training` and a batch dict as the first argument).

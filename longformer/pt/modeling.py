@@ -254,6 +254,9 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
         super().__init__()
         self.config = self.checked_config(config)
 
+    def _trains(self) -> bool:
+        return self.training and torch.is_grad_enabled()
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
