@@ -248,3 +248,41 @@ def test_training_step_of_the_docs():
 
     losses = [float(train_step(model, optimizer, batch)) for _ in range(8)]
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("strategy", ["rows", "batched"])
+def test_band_gradient_draws_the_forwards_dropout_masks_again(strategy):
+    """band_core (jax.custom_vjp) keeps no dropout mask: its backward draws each part's mask again from the same
+    keys. Its gradients equal JAX's through the same forward (`_band_forward`, the same masks)."""
+    from longformer import semantics
+    from longformer.flax import attention
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        r = np.random.default_rng(0)
+        B, n, nh, hd, w, block, G, rate = 2, 50, 3, 5, 6, 4, 2, 0.3
+        q, k, v = (jnp.asarray(r.standard_normal((B, n, nh, hd))) for _ in range(3))
+        gk, gv = (jnp.asarray(r.standard_normal((B, nh, G, hd))) for _ in range(2))
+        key_valid, slot_valid = jnp.asarray(r.random((B, n)) > 0.2), jnp.asarray(r.random((B, G)) > 0.3)
+        _, tail, span = semantics.band_geometry(n, w, block)
+        band_bias, key_bias = attention._band_bias(key_valid, w, block, span, tail, jnp.float64)
+        slot_bias = attention._additive_bias(slot_valid, jnp.float64)
+        keys = tuple(jax.random.split(jax.random.key(7)))
+        d_out = jnp.asarray(r.standard_normal((B, n, nh, hd)))
+
+        def loss(core, drop_keys, q, k, v, gk, gv):
+            pads = (attention._pad_rows(q, 0, tail), attention._pad_rows(k, w, span - w + tail),
+                    attention._pad_rows(v, w, span - w + tail))
+            args = (*pads, gk, gv, band_bias, key_bias, slot_bias, drop_keys, w, block, strategy, rate)
+            context = core(*args) if core is attention.band_core else core(*args)[0]
+            return (context[:, :n] * d_out).sum()
+
+        wrt = (2, 3, 4, 5, 6)
+        ours = jax.grad(loss, argnums=wrt)(attention.band_core, keys, q, k, v, gk, gv)
+        want = jax.grad(loss, argnums=wrt)(attention._band_forward, keys, q, k, v, gk, gv)
+        assert loss(attention._band_forward, keys, q, k, v, gk, gv) != loss(attention._band_forward, None, q, k, v,
+                                                                                 gk, gv)  # the masks act
+        for a, b in zip(ours, want, strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-10)
+    finally:
+        jax.config.update("jax_enable_x64", False)

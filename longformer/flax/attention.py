@@ -21,6 +21,8 @@ Every shape is static given (B, N, W, G) and nothing branches on values: the fun
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -74,6 +76,9 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
     Returns:
         context `(B, N, nh, hd)` and, if `return_probs`, probabilities `(B, nh, N, G + 2w + 1)`: global slot columns,
         then relative offsets -w..w.
+
+    Without probabilities the band runs as `band_core`, whose gradient is its own (`jax.custom_vjp`): it keeps
+    q, k, v, the output and each row's log-sum-exp instead of every block's probabilities.
     """
     B, N, nh, hd = q.shape
     n_blocks, tail, span = semantics.band_geometry(N, w, block)
@@ -86,7 +91,13 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
     k_pad = _pad_rows(k, w, span - w + tail)                                         # B Nq+span nh hd
     v_pad = _pad_rows(v, w, span - w + tail)
     band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
-    run = {"rows": _band_rows, "batched": _band_batched}[strategy]
+    if not return_probs:
+        slot_bias = None if global_k is None else _additive_bias(slot_valid, acc)
+        keys = None if dropout_key is None or dropout == 0.0 else (band_key, global_key)
+        context = band_core(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, w, block,
+                            strategy, float(dropout))
+        return context[:, :N], None
+    run = _BAND[strategy]
     context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, band_key,
                                         with_lse, return_probs)
     context = context[:, :N]                                                          # B N nh hd
@@ -94,7 +105,58 @@ def band_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_valid: jax.Arra
     band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
     if global_k is None:
         return context, band_probs
-    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, global_key)
+    context, band_probs, _ = _merge_global(q, context, band_lse, band_probs, global_k, global_v,
+                                           _additive_bias(slot_valid, acc), dropout, global_key)
+    return context, band_probs
+
+
+def _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, w, block, strategy,
+                  dropout):
+    """The band and the global slots' columns on padded rows: (context, each row's log-sum-exp over all its keys)."""
+    band_key, global_key = (None, None) if keys is None else keys
+    context, lse, _ = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, band_key, True,
+                                      False)
+    if global_k is not None:
+        context, _, lse = _merge_global(q_pad, context, lse, None, global_k, global_v, slot_bias, dropout,
+                                        global_key)
+    return context, lse
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11, 12))
+def band_core(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, w, block, strategy,
+              dropout):
+    """`_band_forward`'s context, with a flash-attention-style gradient: the forward keeps the padded q, k, v,
+    the global slots' keys and values, the output and each row's log-sum-exp; the backward recomputes each block's
+    probabilities from them, with the same dropout masks (drawn again from the same keys)."""
+    return _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, w, block,
+                         strategy, dropout)[0]
+
+
+def _band_core_fwd(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, w, block, strategy,
+                   dropout):
+    context, lse = _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, w,
+                                 block, strategy, dropout)
+    return context, (q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, context, lse)
+
+
+def _band_core_bwd(w, block, strategy, dropout, saved, d_context):
+    q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, keys, context, lse = saved
+    band_key, global_key = (None, None) if keys is None else keys
+    acc = lse.dtype
+    # delta_i = sum_j P_ij dP_ij over all of row i's keys (band and global) = dO_i . O_i.
+    delta = jnp.swapaxes((d_context.astype(acc) * context.astype(acc)).sum(-1), 1, 2)[..., None]   # B nh Nq 1
+    dq, dk, dv = _BAND_BACKWARD[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_context, block,
+                                          dropout, band_key)
+    d_global_k = d_global_v = None
+    if global_k is not None:
+        dq_global, d_global_k, d_global_v = _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta,
+                                                                   d_context, dropout, global_key)
+        dq = dq + dq_global
+    return (dq.astype(q_pad.dtype), dk.astype(k_pad.dtype), dv.astype(v_pad.dtype), d_global_k, d_global_v,
+            None, None, None, None)
+
+
+band_core.defvjp(_band_core_fwd, _band_core_bwd)
 
 
 def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, dropout_key, with_lse, return_probs):
@@ -161,19 +223,129 @@ def _band_blocks(q_blk, k_parts, v_parts, band_bias, key_bias, w, dropout, dropo
     return out, top + jnp.log(total) if with_lse else None, probs
 
 
-def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, dropout_key):
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias, dropout, dropout_key):
     """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
-    concatenated or copied, its context and probabilities are rescaled by their share of the total."""
+    concatenated or copied, its context and probabilities are rescaled by their share of the total. Returns the
+    context, the probabilities (if given) and each row's log-sum-exp over all its keys."""
     acc = band_lse.dtype
-    global_scores = jnp.einsum("bnhd,bhgd->bhng", q, global_k.astype(q.dtype), preferred_element_type=acc)
-    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]  # B nh N G
+    global_scores = _global_scores(q, global_k, slot_bias, acc)                        # B nh N G
     total = jnp.logaddexp(band_lse, jax.nn.logsumexp(global_scores, axis=-1, keepdims=True))
     share = jnp.exp(band_lse - total).astype(q.dtype)                                 # B nh N 1
     global_p = _dropout(jnp.exp(global_scores - total).astype(q.dtype), dropout, dropout_key)
     context = jnp.einsum("bhng,bhgd->bnhd", global_p, global_v.astype(q.dtype)) + context * jnp.swapaxes(share, 1, 2)
     if band_probs is not None:
         band_probs = jnp.concatenate([global_p, band_probs * share], axis=-1)
-    return context, band_probs
+    return context, band_probs, total
+
+
+def _global_scores(q, global_k, slot_bias, acc):
+    scores = jnp.einsum("bnhd,bhgd->bhng", q, global_k.astype(q.dtype), preferred_element_type=acc)
+    return scores + slot_bias[:, None, None, :]
+
+
+# ------------------------------------------------------------------------------- the band's own backward
+def _band_rows_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, dropout, dropout_key):
+    """Gradients of q, k, v (in the softmax dtype) for the "rows" strategy: `lax.map` over rows, as the forward."""
+    B, Nq, nh, hd = q_pad.shape
+    width = band_bias.shape[1]
+    acc = lse.dtype
+
+    def rows(x):  # (B, P, nh, hd) -> (B * nh, P, 1, hd)
+        return x.transpose(0, 2, 1, 3).reshape(B * nh, -1, 1, hd)
+
+    keys = None if dropout_key is None else jax.random.split(dropout_key, B * nh)
+
+    def one_row(args):
+        row, q_r, k_r, v_r, do_r, lse_r, delta_r, key = args
+        dq, dk_parts, dv_parts = _band_blocks_backward(
+            q_r.reshape(-1, block, hd), [x[0, 0] for x in _key_windows(k_r[None], block, width)],
+            [x[0, 0] for x in _key_windows(v_r[None], block, width)], band_bias, key_bias[row // nh],
+            lse_r.reshape(-1, block, 1), delta_r.reshape(-1, block, 1), do_r.reshape(-1, block, hd), dropout, key)
+        return dq.reshape(Nq, hd), _add_parts(dk_parts, 0).reshape(-1, hd), _add_parts(dv_parts, 0).reshape(-1, hd)
+
+    dq, dk, dv = jax.lax.map(one_row, (jnp.arange(B * nh), rows(q_pad), rows(k_pad), rows(v_pad), rows(d_out),
+                                       lse.reshape(B * nh, Nq), delta.reshape(B * nh, Nq), keys))
+
+    def back(x):  # (B * nh, P, hd) -> (B, P, nh, hd)
+        return x.reshape(B, nh, -1, hd).transpose(0, 2, 1, 3).astype(acc)
+
+    return back(dq), back(dk), back(dv)
+
+
+def _band_batched_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, dropout, dropout_key):
+    """Gradients of q, k, v (in the softmax dtype) for the "batched" strategy: one contraction, as the forward."""
+    B, Nq, nh, hd = q_pad.shape
+    width = band_bias.shape[1]
+    n_blocks = Nq // block
+
+    def blocks(x):  # (B, Nq, nh, hd) -> (B, nh, nblk, b, hd)
+        return x.reshape(B, n_blocks, block, nh, hd).transpose(0, 3, 1, 2, 4)
+
+    dq, dk_parts, dv_parts = _band_blocks_backward(
+        blocks(q_pad), _key_windows(k_pad, block, width), _key_windows(v_pad, block, width), band_bias,
+        key_bias[:, None], lse.reshape(B, nh, n_blocks, block, 1), delta.reshape(B, nh, n_blocks, block, 1),
+        blocks(d_out), dropout, dropout_key)
+
+    def back(x):  # (B, nh, nchunks, b, hd) -> (B, P, nh, hd)
+        return x.transpose(0, 2, 3, 1, 4).reshape(B, -1, nh, hd)
+
+    return back(dq), back(_add_parts(dk_parts, 2)), back(_add_parts(dv_parts, 2))
+
+
+def _band_blocks_backward(q_blk, k_parts, v_parts, band_bias, key_bias, lse, delta, d_out, dropout, dropout_key):
+    """One step's gradients: the probabilities recomputed from the scores and the row's log-sum-exp (over all
+    its keys, so they are the merged ones), dS = P * (dP - delta). Returns dq `(..., b, hd)` and the gradients of
+    the key and value parts, in the softmax dtype; the dropout masks are those of `_band_blocks` (same keys)."""
+    acc = band_bias.dtype
+    keys = [None] * len(k_parts) if dropout_key is None else list(jax.random.split(dropout_key, len(k_parts)))
+    dq, dk_parts, dv_parts, first = 0.0, [], [], 0
+    for k, v, key in zip(k_parts, v_parts, keys, strict=True):
+        cols = slice(first, first + k.shape[-2])
+        first = cols.stop
+        scores = (jnp.einsum("...qd,...kd->...qk", q_blk, k, preferred_element_type=acc) + key_bias[..., cols]
+                  + band_bias[:, cols])
+        p = jnp.exp(scores - lse)
+        dp = jnp.einsum("...qd,...kd->...qk", d_out, v, preferred_element_type=acc)
+        p_used = p
+        if key is not None:
+            keep = jax.random.bernoulli(key, 1.0 - dropout, p.shape).astype(acc) / (1.0 - dropout)
+            dp, p_used = dp * keep, p * keep
+        ds = (p * (dp - delta)).astype(q_blk.dtype)
+        dq = dq + jnp.einsum("...qk,...kd->...qd", ds, k, preferred_element_type=acc)
+        dk_parts.append(jnp.einsum("...qk,...qd->...kd", ds, q_blk, preferred_element_type=acc))
+        dv_parts.append(jnp.einsum("...qk,...qd->...kd", p_used.astype(d_out.dtype), d_out,
+                                   preferred_element_type=acc))
+    return dq, dk_parts, dv_parts
+
+
+def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_out, dropout, dropout_key):
+    """Gradients through the global slots' columns: dq's share, and those of the slots' keys and values."""
+    acc = lse.dtype
+    p = jnp.exp(_global_scores(q_pad, global_k, slot_bias, acc) - lse)               # B nh Nq G
+    dp = jnp.einsum("bnhd,bhgd->bhng", d_out, global_v.astype(d_out.dtype), preferred_element_type=acc)
+    p_used = p
+    if dropout_key is not None:
+        keep = jax.random.bernoulli(dropout_key, 1.0 - dropout, p.shape).astype(acc) / (1.0 - dropout)
+        dp, p_used = dp * keep, p * keep
+    ds = (p * (dp - delta)).astype(q_pad.dtype)
+    dq = jnp.einsum("bhng,bhgd->bnhd", ds, global_k.astype(ds.dtype), preferred_element_type=acc)
+    d_global_k = jnp.einsum("bhng,bnhd->bhgd", ds, q_pad).astype(global_k.dtype)
+    d_global_v = jnp.einsum("bhng,bnhd->bhgd", p_used.astype(d_out.dtype), d_out).astype(global_v.dtype)
+    return dq, d_global_k, d_global_v
+
+
+def _add_parts(parts: list[jax.Array], axis: int) -> jax.Array:
+    """Gradients of a block's key parts (`_key_windows`: part s of block j is chunk j + s) summed into the chunks
+    of the padded rows, along the block `axis`."""
+    shifts = len(parts)
+    pad = [(0, 0)] * parts[0].ndim
+
+    def shifted(part, s):
+        pad_s = list(pad)
+        pad_s[axis] = (s, shifts - 1 - s)
+        return jnp.pad(part, pad_s)
+
+    return sum(shifted(part, s) for s, part in enumerate(parts))
 
 
 def _pad_rows(x: jax.Array, before: int, after: int) -> jax.Array:
@@ -278,3 +450,7 @@ def scatter_global_rows(local: jax.Array, global_context: jax.Array, slot_positi
     # Slot positions are distinct; filler slots point at local rows, which are written back unchanged.
     values = jnp.where(slot_valid[:, :, None], global_context.astype(local.dtype), local[rows, slot_position])
     return local.at[rows, slot_position].set(values)
+
+
+_BAND = {"rows": _band_rows, "batched": _band_batched}
+_BAND_BACKWARD = {"rows": _band_rows_backward, "batched": _band_batched_backward}
