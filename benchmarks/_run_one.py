@@ -68,8 +68,8 @@ def inputs(n: int):
     return ids, one_global
 
 
-def run_torch(args):
-    """Hugging Face or longformer.pt, eval, under torch.no_grad()."""
+def torch_model(args, head: str):
+    """Hugging Face's (`--impl hf`) or longformer.pt's `head`, random weights (seed 0), on `--threads` threads."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -79,12 +79,18 @@ def run_torch(args):
         import transformers
 
         transformers.logging.set_verbosity_error()
-        model = transformers.LongformerModel(transformers.LongformerConfig(**kw)).eval()
-    else:
-        from longformer import LongformerConfig
-        from longformer.pt import LongformerModel
+        return getattr(transformers, head)(transformers.LongformerConfig(**kw))
+    import longformer.pt
+    from longformer import LongformerConfig
 
-        model = LongformerModel(LongformerConfig(**kw)).eval()
+    return getattr(longformer.pt, head)(LongformerConfig(**kw))
+
+
+def run_torch(args):
+    """Hugging Face or longformer.pt, eval, under torch.no_grad()."""
+    import torch
+
+    model = torch_model(args, "LongformerModel").eval()
     ids, one_global = (torch.as_tensor(a) for a in inputs(args.n))
     cases = {0: {}, 1: {"global_attention_mask": one_global}}
 

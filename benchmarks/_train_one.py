@@ -13,7 +13,7 @@ import json
 import resource
 import time
 
-from _run_one import config_kwargs, inputs, rss_mb
+from _run_one import config_kwargs, inputs, rss_mb, torch_model
 
 
 def main() -> None:
@@ -45,19 +45,7 @@ def main() -> None:
 def train_torch(args):
     import torch
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    kw = config_kwargs(args)
-    if args.impl == "hf":
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        model = transformers.LongformerForSequenceClassification(transformers.LongformerConfig(**kw))
-    else:
-        from longformer import LongformerConfig
-        from longformer.pt import LongformerForSequenceClassification
-
-        model = LongformerForSequenceClassification(LongformerConfig(**kw))
+    model = torch_model(args, "LongformerForSequenceClassification")
     model.train()
     if args.checkpointing:
         model.gradient_checkpointing_enable()
