@@ -80,7 +80,7 @@ def test_band_backward_draws_the_forwards_dropout_masks_again(strategy, n, w, bl
     _, tail, span = semantics.band_geometry(n, w, block)
     band_bias, key_bias = attention._band_bias(key_valid, w, block, span, tail, torch.float64)
     slot_bias = attention._additive_bias(slot_valid, torch.float64) if G else None
-    drop = attention.Dropout(0.3, seed=1234)
+    drop = attention.AttentionDropout(0.3, seed=1234)
     d_out = torch.randn(B, n, nh, hd, dtype=torch.float64, generator=g)
     wrt = [q, k, v, gk, gv] if G else [q, k, v]
 
@@ -95,7 +95,7 @@ def test_band_backward_draws_the_forwards_dropout_masks_again(strategy, n, w, bl
         return context[:, :n]
 
     context = forward(drop)
-    assert not torch.allclose(context, forward(attention.Dropout()))  # the masks act
+    assert not torch.allclose(context, forward(attention.AttentionDropout()))  # the masks act
     want = torch.autograd.grad((context * d_out).sum(), wrt)
     ours = attention.BandAttention.apply(*padded(), gk if G else None, gv if G else None, band_bias, key_bias,
                                          slot_bias, w, block, strategy, drop)[:, :n]

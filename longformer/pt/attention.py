@@ -53,7 +53,7 @@ def global_slots(is_global: torch.Tensor, num_slots: int) -> tuple[torch.Tensor,
     return slot_position, slot_valid
 
 
-class Dropout(NamedTuple):
+class AttentionDropout(NamedTuple):
     """Attention dropout of one call: `rate`, and where its masks come from. `seed` None: torch's generator
     (F.dropout); an int: each step's mask is drawn from (seed, step), so the band's backward draws it again
     instead of keeping it."""
@@ -115,18 +115,18 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
             and not torch.compiler.is_compiling()):
         seed = int(torch.randint(2**62, ())) if rate else None  # from torch's generator: manual_seed repeats it
         context = BandAttention.apply(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w,
-                                      block, strategy, Dropout(rate, seed))
+                                      block, strategy, AttentionDropout(rate, seed))
         return context[:, :N], None
     with_lse = global_k is not None  # the band's log-normaliser, to merge the global slots
     context, band_lse, band_probs = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block,
-                                                    Dropout(rate), with_lse, return_probs)
+                                                    AttentionDropout(rate), with_lse, return_probs)
     context = context[:, :N]                                                          # B N nh hd
     band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
     band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
     if global_k is None:
         return context, band_probs
     context, band_probs, _ = _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias,
-                                           Dropout(rate))
+                                           AttentionDropout(rate))
     return context, band_probs
 
 
