@@ -119,15 +119,64 @@ def _band_attention(q, k, v, key_valid, w, block, *, global_k=None, global_v=Non
     k_pad = _pad_rows(k, w, span - w + tail)                                         # B Nq+span nh hd
     v_pad = _pad_rows(v, w, span - w + tail)
     band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
-    run = {"rows": _band_rows, "batched": _band_batched}[strategy]
-    context, band_lse, band_probs = run(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, band_seed,
-                                        with_lse, return_probs)
+    slot_bias = None if global_k is None else _additive_bias(slot_valid, acc)          # B G
+    if not return_probs:
+        context = band_core(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, band_seed,
+                            global_seed, w, block, strategy, dropout)
+        return context[:, :N], None
+    context, band_lse, band_probs = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout,
+                                                    band_seed, with_lse, return_probs)
     context = context[:, :N]                                                          # B N nh hd
     band_lse = None if band_lse is None else band_lse[:, :, :N]                       # B nh N 1
     band_probs = None if band_probs is None else band_probs[:, :, :N]                 # B nh N 2w+1
     if global_k is None:
         return context, band_probs
-    return _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, global_seed)
+    context, band_probs, _ = _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias, dropout,
+                                           global_seed)
+    return context, band_probs
+
+
+def _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, band_seed, global_seed,
+                  w, block, strategy, dropout):
+    """The band and the global slots' columns on padded rows: (context, each row's log-sum-exp over all its keys)."""
+    context, lse, _ = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, band_seed, True,
+                                      False)
+    if global_k is not None:
+        context, _, lse = _merge_global(q_pad, context, lse, None, global_k, global_v, slot_bias, dropout,
+                                        global_seed)
+    return context, lse
+
+
+def band_core(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, band_seed, global_seed, w,
+              block, strategy, dropout):
+    """`_band_forward`'s context, with a flash-attention-style gradient (`tf.custom_gradient`): the forward keeps
+    the padded q, k, v, the global slots' keys and values, the output and each row's log-sum-exp; the backward
+    recomputes each block's probabilities from them, with the same dropout masks (drawn again from the seeds)."""
+    with_global = global_k is not None
+
+    @tf.custom_gradient
+    def core(q_pad, k_pad, v_pad, *slots):
+        global_k, global_v = slots if with_global else (None, None)
+        context, lse = _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias,
+                                     band_seed, global_seed, w, block, strategy, dropout)
+
+        def grad(d_context):
+            acc = lse.dtype
+            # delta_i = sum_j P_ij dP_ij over all of row i's keys (band and global) = dO_i . O_i.
+            delta = tf.transpose(tf.reduce_sum(tf.cast(d_context, acc) * tf.cast(context, acc), -1),
+                                 [0, 2, 1])[..., None]                                     # B nh Nq 1
+            dq, dk, dv = _BAND_BACKWARD[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_context,
+                                                  block, dropout, band_seed)
+            grads = []
+            if with_global:
+                dq_global, d_global_k, d_global_v = _merge_global_backward(
+                    q_pad, global_k, global_v, slot_bias, lse, delta, d_context, dropout, global_seed)
+                dq, grads = dq + dq_global, [d_global_k, d_global_v]
+            return [tf.cast(dq, q_pad.dtype), tf.cast(dk, k_pad.dtype), tf.cast(dv, v_pad.dtype), *grads]
+
+        return context, grad
+
+    return core(q_pad, k_pad, v_pad, *((global_k, global_v) if with_global else ()))
 
 
 def _band_rows(q_pad, k_pad, v_pad, band_bias, key_bias, w, block, dropout, seed, with_lse, return_probs):
@@ -185,12 +234,12 @@ def _band_blocks(q_blk, k_win, v_win, band_bias, key_bias, w, dropout, seed, wit
     return tf.matmul(p, v_win), lse, _relative_columns(p, w) if return_probs else None
 
 
-def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_valid, dropout, seed):
+def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias, dropout, seed):
     """The global slots join every local row's softmax through log-sum-exps: the band's scores are never
-    concatenated or copied, its context and probabilities are rescaled by their share of the total."""
+    concatenated or copied, its context and probabilities are rescaled by their share of the total. Returns the
+    context, the probabilities (if given) and each row's log-sum-exp over all its keys."""
     acc = band_lse.dtype
-    global_scores = tf.cast(tf.einsum("bnhd,bhgd->bhng", q, tf.cast(global_k, q.dtype)), acc)
-    global_scores = global_scores + _additive_bias(slot_valid, acc)[:, None, None, :]  # B nh N G
+    global_scores = _global_scores(q, global_k, slot_bias, acc)                        # B nh N G
     global_lse = tf.reduce_logsumexp(global_scores, axis=-1, keepdims=True)
     total = tf.maximum(band_lse, global_lse) + tf.math.log1p(tf.exp(-tf.abs(band_lse - global_lse)))
     share = tf.cast(tf.exp(band_lse - total), q.dtype)                                # B nh N 1
@@ -199,7 +248,112 @@ def _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_val
                + context * tf.transpose(share, [0, 2, 1, 3]))
     if band_probs is not None:
         band_probs = tf.concat([global_p, band_probs * share], axis=-1)
-    return context, band_probs
+    return context, band_probs, total
+
+
+def _global_scores(q, global_k, slot_bias, acc):
+    scores = tf.cast(tf.einsum("bnhd,bhgd->bhng", q, tf.cast(global_k, q.dtype)), acc)
+    return scores + slot_bias[:, None, None, :]
+
+
+# ------------------------------------------------------------------------------- the band's own backward
+def _band_rows_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, dropout, seed):
+    """Gradients of q, k, v (in the softmax dtype) for the "rows" strategy: `tf.map_fn` over rows, as the
+    forward."""
+    B, Nq, nh, hd = _dim(q_pad, 0), _dim(q_pad, 1), q_pad.shape[2], q_pad.shape[3]
+    width = band_bias.shape[1]
+    acc = lse.dtype
+
+    def rows(x):  # (B, P, nh, hd) -> (B * nh, P, 1, hd)
+        return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B * nh, -1, 1, hd])
+
+    def one_row(args):
+        row, q_r, k_r, v_r, do_r, lse_r, delta_r = args
+        dq, dk_win, dv_win = _band_blocks_backward(
+            tf.reshape(q_r, [-1, block, hd]), _key_windows(k_r[None], block, width)[0, 0],
+            _key_windows(v_r[None], block, width)[0, 0], band_bias, key_bias[row // nh],
+            tf.reshape(lse_r, [-1, block, 1]), tf.reshape(delta_r, [-1, block, 1]), tf.reshape(do_r, [-1, block, hd]),
+            dropout, None if seed is None else tf.random.experimental.stateless_fold_in(seed, row))
+        return (tf.reshape(dq, [-1, hd]), tf.reshape(_add_windows(dk_win, block, 0), [-1, hd]),
+                tf.reshape(_add_windows(dv_win, block, 0), [-1, hd]))
+
+    spec = (tf.TensorSpec(None, acc),) * 3
+    dq, dk, dv = tf.map_fn(one_row, (tf.range(B * nh), rows(q_pad), rows(k_pad), rows(v_pad), rows(d_out),
+                                     tf.reshape(lse, [B * nh, Nq]), tf.reshape(delta, [B * nh, Nq])),
+                           fn_output_signature=spec)
+
+    def back(x):  # (B * nh, P, hd) -> (B, P, nh, hd)
+        return tf.transpose(tf.reshape(x, [B, nh, -1, hd]), [0, 2, 1, 3])
+
+    return back(dq), back(dk), back(dv)
+
+
+def _band_batched_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, dropout, seed):
+    """Gradients of q, k, v (in the softmax dtype) for the "batched" strategy: one contraction, as the forward."""
+    B, nh, hd = _dim(q_pad, 0), q_pad.shape[2], q_pad.shape[3]
+    width = band_bias.shape[1]
+
+    def blocks(x):  # (B, Nq, nh, hd) -> (B, nh, nblk, b, hd)
+        return tf.transpose(tf.reshape(x, [B, -1, block, nh, hd]), [0, 3, 1, 2, 4])
+
+    dq, dk_win, dv_win = _band_blocks_backward(
+        blocks(q_pad), _key_windows(k_pad, block, width), _key_windows(v_pad, block, width), band_bias,
+        key_bias[:, None], tf.reshape(lse, [B, nh, -1, block, 1]), tf.reshape(delta, [B, nh, -1, block, 1]),
+        blocks(d_out), dropout, seed)
+
+    def back(x):  # (B, nh, nchunks, b, hd) -> (B, P, nh, hd)
+        return tf.reshape(tf.transpose(x, [0, 2, 3, 1, 4]), [B, -1, nh, hd])
+
+    return back(dq), back(_add_windows(dk_win, block, 2)), back(_add_windows(dv_win, block, 2))
+
+
+def _band_blocks_backward(q_blk, k_win, v_win, band_bias, key_bias, lse, delta, d_out, dropout, seed):
+    """One step's gradients: the probabilities recomputed from the scores and the row's log-sum-exp (over all
+    its keys, so they are the merged ones), dS = P * (dP - delta). Returns dq `(..., b, hd)` and the gradients of
+    the key and value windows `(..., width, hd)`, in the softmax dtype; the dropout masks are `_band_blocks'`."""
+    acc = band_bias.dtype
+    scores = tf.cast(tf.matmul(q_blk, k_win, transpose_b=True), acc) + (key_bias + band_bias)
+    p = tf.exp(scores - lse)
+    dp = tf.cast(tf.matmul(d_out, v_win, transpose_b=True), acc)
+    p_used = p
+    if dropout > 0:
+        keep = tf.cast(_dropout(tf.ones_like(p, q_blk.dtype), dropout, seed), acc)  # the forward's mask, scaled
+        dp, p_used = dp * keep, p * keep
+    ds = tf.cast(p * (dp - delta), q_blk.dtype)
+    dq = tf.cast(tf.matmul(ds, k_win), acc)
+    dk = tf.cast(tf.matmul(ds, q_blk, transpose_a=True), acc)
+    dv = tf.cast(tf.matmul(tf.cast(p_used, d_out.dtype), d_out, transpose_a=True), acc)
+    return dq, dk, dv
+
+
+def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_out, dropout, seed):
+    """Gradients through the global slots' columns: dq's share, and those of the slots' keys and values."""
+    acc = lse.dtype
+    p = tf.exp(_global_scores(q_pad, global_k, slot_bias, acc) - lse)                 # B nh Nq G
+    dp = tf.cast(tf.einsum("bnhd,bhgd->bhng", d_out, tf.cast(global_v, d_out.dtype)), acc)
+    p_used = p
+    if dropout > 0:
+        keep = tf.cast(_dropout(tf.ones_like(p, q_pad.dtype), dropout, seed), acc)
+        dp, p_used = dp * keep, p * keep
+    ds = tf.cast(p * (dp - delta), q_pad.dtype)
+    dq = tf.cast(tf.einsum("bhng,bhgd->bnhd", ds, tf.cast(global_k, ds.dtype)), acc)
+    d_global_k = tf.cast(tf.einsum("bhng,bnhd->bhgd", ds, q_pad), global_k.dtype)
+    d_global_v = tf.cast(tf.einsum("bhng,bnhd->bhgd", tf.cast(p_used, d_out.dtype), d_out), global_v.dtype)
+    return dq, d_global_k, d_global_v
+
+
+def _add_windows(windows: tf.Tensor, block: int, axis: int) -> tf.Tensor:
+    """Gradients of the key windows `(..., nblk, width, hd)` (block j's window is chunks j .. j + width/block - 1
+    of the padded rows) summed into the chunks `(..., nchunks, block, hd)`, along the block `axis`."""
+    shifts = windows.shape[-2] // block
+    rank = len(windows.shape)
+    total = 0
+    for s in range(shifts):
+        part = windows[..., s * block:(s + 1) * block, :]
+        pad = [[0, 0]] * rank
+        pad[axis] = [s, shifts - 1 - s]
+        total = total + tf.pad(part, pad)
+    return total
 
 
 def _pad_rows(x: tf.Tensor, before, after) -> tf.Tensor:
@@ -312,3 +466,7 @@ def scatter_global_rows(local: tf.Tensor, global_context: tf.Tensor, slot_positi
     B, G = _dim(slot_position, 0), _dim(slot_position, 1)
     batch = tf.broadcast_to(tf.range(B)[:, None], [B, G])
     return tf.tensor_scatter_nd_update(local, tf.stack([batch, slot_position], axis=-1), values)
+
+
+_BAND = {"rows": _band_rows, "batched": _band_batched}
+_BAND_BACKWARD = {"rows": _band_rows_backward, "batched": _band_batched_backward}
