@@ -130,6 +130,14 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     return context, band_probs
 
 
+def _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w, block, strategy, drop):
+    """The band and the global slots' columns on padded rows: (context, each row's log-sum-exp over all its keys)."""
+    context, lse, _ = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block, drop, True, False)
+    if global_k is not None:
+        context, _, lse = _merge_global(q_pad, context, lse, None, global_k, global_v, slot_bias, drop)
+    return context, lse
+
+
 class BandAttention(torch.autograd.Function):
     """The band (and the global slots' columns) with a flash-attention-style backward: the forward keeps only the
     padded q, k, v, the global slots' keys and values, the output and each row's log-sum-exp over all its keys;
@@ -139,9 +147,8 @@ class BandAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w, block, strategy,
                 drop):
-        context, lse, _ = _BAND[strategy](q_pad, k_pad, v_pad, band_bias, key_bias, w, block, drop, True, False)
-        if global_k is not None:
-            context, _, lse = _merge_global(q_pad, context, lse, None, global_k, global_v, slot_bias, drop)
+        context, lse = _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w,
+                                     block, strategy, drop)
         ctx.save_for_backward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, context, lse)
         ctx.settings = block, strategy, drop
         return context
@@ -158,8 +165,9 @@ class BandAttention(torch.autograd.Function):
                                               block, drop)
         d_global_k = d_global_v = None
         if global_k is not None:
-            d_global_k, d_global_v = _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta,
-                                                            d_context, drop, dq)
+            dq_global, d_global_k, d_global_v = _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse,
+                                                                       delta, d_context, drop)
+            dq = dq + dq_global
         return dq.to(q_pad.dtype), dk.to(k_pad.dtype), dv.to(v_pad.dtype), d_global_k, d_global_v, *[None] * 7
 
 
@@ -304,9 +312,8 @@ def _band_blocks_backward(q_blk, k_win, v_win, band_bias, key_bias, lse, delta, 
     return torch.matmul(ds, k_win).to(p.dtype), torch.matmul(ds.transpose(-1, -2), q_blk).to(p.dtype), dv.to(p.dtype)
 
 
-def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_out, drop, dq):
-    """Gradients through the global slots' columns (dq is added to in place); returns those of the slots' keys and
-    values `(B, nh, G, hd)`."""
+def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_out, drop):
+    """Gradients through the global slots' columns: dq's share, and those of the slots' keys and values."""
     acc = lse.dtype
     p = torch.exp(_global_scores(q_pad, global_k, slot_bias, acc) - lse)                # B nh Nq G
     dp = torch.einsum("bnhd,bhgd->bhng", d_out, global_v.to(d_out.dtype)).to(acc)
@@ -315,10 +322,10 @@ def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_o
         keep = drop.keep(p.to(q_pad.dtype), -1).to(acc)
         dp, p_used = dp * keep, p * keep
     ds = (p * (dp - delta)).to(q_pad.dtype)
-    dq.add_(torch.einsum("bhng,bhgd->bnhd", ds, global_k.to(ds.dtype)).to(acc))
+    dq = torch.einsum("bhng,bhgd->bnhd", ds, global_k.to(ds.dtype)).to(acc)
     d_global_k = torch.einsum("bhng,bnhd->bhgd", ds, q_pad).to(global_k.dtype)
     d_global_v = torch.einsum("bhng,bnhd->bhgd", p_used.to(d_out.dtype), d_out).to(global_v.dtype)
-    return d_global_k, d_global_v
+    return dq, d_global_k, d_global_v
 
 
 def _add_windows(target: torch.Tensor, windows: torch.Tensor, first_block: int, block: int) -> None:
