@@ -182,3 +182,76 @@ def test_band_kernel_gradients_match_the_dense_rules(backend, strategy, problem)
     names = ("q", "k", "v") if gk is None else ("q", "k", "v", "global_k", "global_v")
     for name, a, b in zip(names, got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def own_gradients(backend: str, strategy: str, n: int, w: int, block: int, G: int, rate: float, own: bool):
+    """(context, gradients of q, k, v and the global slots' keys and values) of sum(context * d_out), float64,
+    through the backend's band with its own gradient (`own`) or through the framework's autodiff of the same
+    forward (`_band_forward`), with the same dropout masks (pt: a seed; flax: PRNG keys; tf: stateless seeds)."""
+    import importlib
+
+    attention = importlib.import_module(f"longformer.{backend}.attention")
+    r = np.random.default_rng(0)
+    B, nh, hd = 2, 3, 5
+    arrays = [r.standard_normal((B, n, nh, hd)) for _ in range(3)] + [r.standard_normal((B, nh, G, hd))
+                                                                        for _ in range(2 if G else 0)]
+    key_valid, slot_valid = r.random((B, n)) > 0.2, r.random((B, G)) > 0.3
+    d_out = r.standard_normal((B, n, nh, hd))
+    _, tail, span = semantics.band_geometry(n, w, block)
+    pads = ((0, tail), (w, span - w + tail), (w, span - w + tail))
+
+    def args(x, key_valid, slot_valid, dtype):
+        band_bias, key_bias = attention._band_bias(key_valid, w, block, span, tail, dtype)
+        padded = [attention._pad_rows(a, *p) for a, p in zip(x[:3], pads, strict=True)]
+        slots = (x[3], x[4], band_bias, key_bias, attention._additive_bias(slot_valid, dtype)) if G else (
+            None, None, band_bias, key_bias, None)
+        return (*padded, *slots)
+
+    if backend == "pt":
+        import torch
+
+        x = [torch.tensor(a, requires_grad=True) for a in arrays]
+        drop = attention.AttentionDropout(rate, 1234 if rate else None)
+        call = attention.BandAttention.apply if own else lambda *a: attention._band_forward(*a)[0]
+        context = call(*args(x, torch.as_tensor(key_valid), torch.as_tensor(slot_valid), torch.float64), w,
+                       block, strategy, drop)[:, :n]
+        grads = torch.autograd.grad((context * torch.as_tensor(d_out)).sum(), x)
+        return context.detach().numpy(), [g.numpy() for g in grads]
+    if backend == "flax":
+        import jax
+
+        keys = tuple(jax.random.split(jax.random.key(7))) if rate else None
+        call = attention.band_core if own else lambda *a: attention._band_forward(*a)[0]
+        with jax.enable_x64(True):
+            def loss(*x):
+                context = call(*args(x, key_valid, slot_valid, jax.numpy.float64), keys, w, block, strategy,
+                               rate)[:, :n]
+                return (context * d_out).sum(), context
+
+            grads, context = jax.grad(loss, argnums=tuple(range(len(arrays))), has_aux=True)(*arrays)
+            return np.asarray(context), [np.asarray(g) for g in grads]
+    import tensorflow as tf
+
+    x = [tf.Variable(a) for a in arrays]
+    seeds = tf.unstack(attention._split(tf.constant([3, 4])))
+    call = attention.band_core if own else lambda *a: attention._band_forward(*a)[0]
+    with tf.GradientTape() as tape:
+        context = call(*args(x, tf.constant(key_valid), tf.constant(slot_valid), tf.float64), *seeds, w, block,
+                       strategy, rate)[:, :n]
+        loss = tf.reduce_sum(context * d_out)
+    return context.numpy(), [g.numpy() for g in tape.gradient(loss, x)]
+
+
+@pytest.mark.parametrize("n, w, block, G", [(50, 6, 4, 2), (100, 10, 8, 4), (23, 4, 8, 0)])
+def test_own_gradient_draws_the_forwards_dropout_masks_again(backend, strategy, n, w, block, G):
+    """The band's own gradient (pt BandAttention, flax band_core (jax.custom_vjp), tf band_core
+    (tf.custom_gradient)) keeps no dropout mask: its backward draws each mask again. Its output is the forward's
+    and its gradients equal the framework's own through the same forward and masks (float64)."""
+    context, ours = own_gradients(backend, strategy, n, w, block, G, 0.3, own=True)
+    want_context, want = own_gradients(backend, strategy, n, w, block, G, 0.3, own=False)
+    assert not np.allclose(want_context, own_gradients(backend, strategy, n, w, block, G, 0.0, own=False)[0])
+    # Exactly the forward's (XLA may fuse the two traces differently in Flax: the last bit of float64).
+    np.testing.assert_allclose(context, want_context, rtol=0, atol={"flax": 1e-12}.get(backend, 0.0))
+    tolerance = {"pt": 1e-12}.get(backend, 1e-10)
+    for a, b in zip(ours, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)

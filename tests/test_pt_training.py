@@ -1,6 +1,6 @@
-"""What only longformer.pt has in training and compilation: torch.compile of every head, the band's own backward
-with dropout (the tests every backend shares, dropout, checkpointing, half precision, a training step, are
-tests/test_models.py; the kernels' gradients against the dense rules are tests/test_band_kernels.py)."""
+"""What only longformer.pt has in training and compilation: torch.compile of every head, the feed-forward's
+GeluLinear, autocast (the tests every backend shares, dropout, checkpointing, half precision, a training step, are
+tests/test_models.py; the band kernels' gradients, with and without dropout, are tests/test_band_kernels.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from cases import make_inputs  # noqa: E402
 from conftest import tiny_kwargs  # noqa: E402
 
 import longformer.pt as lpt  # noqa: E402
-from longformer import LongformerConfig, semantics  # noqa: E402
-from longformer.pt import attention  # noqa: E402
+from longformer import LongformerConfig  # noqa: E402
 
 
 def _inputs(head, case="padded_globals"):
@@ -66,43 +65,6 @@ def test_torch_compile_matches_eager():
     torch.testing.assert_close(comp.logits, eager.logits, rtol=0, atol=1e-5)
     for a, b in zip(comp.hidden_states, eager.hidden_states, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("strategy", semantics.BAND_STRATEGIES)
-@pytest.mark.parametrize("n, w, block, G", [(50, 6, 4, 2), (100, 10, 8, 4), (23, 4, 8, 0)])
-def test_band_backward_draws_the_forwards_dropout_masks_again(strategy, n, w, block, G):
-    """BandAttention keeps no dropout mask: its backward draws each step's mask again from the call's seed. Its
-    gradients equal autograd's through the same forward (the same masks), float64."""
-    g = torch.Generator().manual_seed(0)
-    B, nh, hd = 2, 3, 5
-    q, k, v = (torch.randn(B, n, nh, hd, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3))
-    gk, gv = (torch.randn(B, nh, G, hd, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2))
-    key_valid, slot_valid = torch.rand(B, n, generator=g) > 0.2, torch.rand(B, G, generator=g) > 0.3
-    _, tail, span = semantics.band_geometry(n, w, block)
-    band_bias, key_bias = attention._band_bias(key_valid, w, block, span, tail, torch.float64)
-    slot_bias = attention._additive_bias(slot_valid, torch.float64) if G else None
-    drop = attention.AttentionDropout(0.3, seed=1234)
-    d_out = torch.randn(B, n, nh, hd, dtype=torch.float64, generator=g)
-    wrt = [q, k, v, gk, gv] if G else [q, k, v]
-
-    def padded():
-        return (attention._pad_rows(q, 0, tail), attention._pad_rows(k, w, span - w + tail),
-                attention._pad_rows(v, w, span - w + tail))
-
-    def forward(drop):  # the forward of band_attention's no-gradient path, with the given masks
-        context, lse, _ = attention._BAND[strategy](*padded(), band_bias, key_bias, w, block, drop, True, False)
-        if G:
-            context, _, _ = attention._merge_global(padded()[0], context, lse, None, gk, gv, slot_bias, drop)
-        return context[:, :n]
-
-    context = forward(drop)
-    assert not torch.allclose(context, forward(attention.AttentionDropout()))  # the masks act
-    want = torch.autograd.grad((context * d_out).sum(), wrt)
-    ours = attention.BandAttention.apply(*padded(), gk if G else None, gv if G else None, band_bias, key_bias,
-                                         slot_bias, w, block, strategy, drop)[:, :n]
-    torch.testing.assert_close(ours, context, rtol=0, atol=0)
-    for a, b in zip(torch.autograd.grad((ours * d_out).sum(), wrt), want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_gelu_linear_gradients_equal_autograds():

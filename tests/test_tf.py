@@ -298,36 +298,3 @@ def test_export_is_quiet(tmp_path, capsys):
     model.export(str(tmp_path / "saved"))
     assert "TensorSpec" not in capsys.readouterr().out
 
-
-@pytest.mark.parametrize("strategy", ["rows", "batched"])
-def test_band_gradient_draws_the_forwards_dropout_masks_again(strategy):
-    """band_core (tf.custom_gradient) keeps no dropout mask: its backward draws each mask again from the same
-    seeds. Its gradients equal TensorFlow's through the same forward (`_band_forward`, the same masks), float64."""
-    from longformer import semantics
-    from longformer.tf import attention
-
-    r = np.random.default_rng(0)
-    B, n, nh, hd, w, block, G, rate = 2, 50, 3, 5, 6, 4, 2, 0.3
-    q, k, v = (tf.Variable(r.standard_normal((B, n, nh, hd))) for _ in range(3))
-    gk, gv = (tf.Variable(r.standard_normal((B, nh, G, hd))) for _ in range(2))
-    key_valid, slot_valid = tf.constant(r.random((B, n)) > 0.2), tf.constant(r.random((B, G)) > 0.3)
-    _, tail, span = semantics.band_geometry(n, w, block)
-    band_bias, key_bias = attention._band_bias(key_valid, w, block, span, tail, tf.float64)
-    slot_bias = attention._additive_bias(slot_valid, tf.float64)
-    seeds = tf.unstack(attention._split(tf.constant([3, 4])))
-    d_out = tf.constant(r.standard_normal((B, n, nh, hd)))
-
-    def gradients(core, drop):
-        with tf.GradientTape() as tape:
-            pads = (attention._pad_rows(q, 0, tail), attention._pad_rows(k, w, span - w + tail),
-                    attention._pad_rows(v, w, span - w + tail))
-            out = core(*pads, gk, gv, band_bias, key_bias, slot_bias, *seeds, w, block, strategy, drop)
-            out = out if core is attention.band_core else out[0]
-            loss = tf.reduce_sum(out[:, :n] * d_out)
-        return loss, tape.gradient(loss, [q, k, v, gk, gv])
-
-    ours, want = gradients(attention.band_core, rate), gradients(attention._band_forward, rate)
-    assert float(want[0]) != float(gradients(attention._band_forward, 0.0)[0])  # the masks act
-    np.testing.assert_allclose(float(ours[0]), float(want[0]), rtol=1e-12)
-    for a, b in zip(ours[1], want[1], strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-10)
