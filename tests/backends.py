@@ -57,6 +57,24 @@ class PtAdapter:
         return float(loss.detach()), {n: p.grad.double().cpu().numpy() for n, p in model.named_parameters()
                                       if p.grad is not None}
 
+    def adamw_losses(self, folder, head: str, inputs, steps: int, mixed: bool) -> tuple[list[float], str]:
+        """`steps` AdamW steps (lr 1e-3) from the checkpoint; `mixed`: torch.autocast bf16, float32 weights. Returns
+        the losses and the dtype of the last logits."""
+        torch = self.torch
+        model = getattr(self.module, head).from_pretrained(folder).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        tensors, losses = self._tensors(model, inputs), []
+        for _ in range(steps):
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+                out = model(**tensors)
+                loss = _loss(out, head)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        return losses, str(out.logits.dtype).removeprefix("torch.")
+
     def sgd_step(self, model, grads: dict[str, np.ndarray], lr: float) -> None:
         with self.torch.no_grad():
             for name, p in model.named_parameters():
@@ -108,6 +126,22 @@ class FlaxAdapter:
         return float(loss), {canonical_key(path)[0]: np.asarray(v.get_value(), np.float64)
                              for path, v in self.nnx.to_flat_state(grads)}
 
+    def adamw_losses(self, folder, head: str, inputs, steps: int, mixed: bool) -> tuple[list[float], str]:
+        """`steps` AdamW steps (optax, lr 1e-3); `mixed`: compute_dtype=bfloat16, float32 parameters."""
+        import optax
+
+        nnx = self.nnx
+        model = getattr(self.module, head).from_pretrained(folder, compute_dtype=self.jnp.bfloat16 if mixed else None)
+        model.train()
+        optimizer, losses = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param), []
+        for _ in range(steps):
+            (loss, out), grads = nnx.value_and_grad(lambda m: (lambda o: (_loss(o, head), o))(m(**inputs)),
+                                                    has_aux=True)(model)
+            optimizer.update(model, grads)
+            losses.append(float(loss))
+        assert {p.dtype for p in self.jax.tree.leaves(nnx.state(model, nnx.Param))} == {self.jnp.dtype("float32")}
+        return losses, str(out.logits.dtype)
+
     def sgd_step(self, model, grads: dict[str, np.ndarray], lr: float) -> None:
         from longformer.flax.checkpoint import canonical_key
 
@@ -153,6 +187,22 @@ class TfAdapter:
         grads = tape.gradient(loss, list(variables.values()))
         return float(loss), {key: np.asarray(self.tf.convert_to_tensor(g), np.float64)
                              for key, g in zip(variables, grads, strict=True) if g is not None}
+
+    def adamw_losses(self, folder, head: str, inputs, steps: int, mixed: bool) -> tuple[list[float], str]:
+        """`steps` AdamW steps (Keras, lr 1e-3); `mixed`: the mixed_bfloat16 policy, float32 variables."""
+        import keras
+
+        model = getattr(self.module, head).from_pretrained(folder, dtype="mixed_bfloat16" if mixed else None)
+        optimizer, losses = keras.optimizers.AdamW(1e-3), []
+        for _ in range(steps):
+            with self.tf.GradientTape() as tape:
+                out = model(**inputs, training=True)
+                loss = _loss(out, head, self.tf.reduce_sum)
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables,
+                                      strict=True))
+            losses.append(float(loss))
+        assert {v.dtype for v in model.trainable_variables} == {"float32"}
+        return losses, out.logits.dtype.name
 
     def sgd_step(self, model, grads: dict[str, np.ndarray], lr: float) -> None:
         from longformer.tf.checkpoint import canonical_variables

@@ -43,7 +43,7 @@ def canonical_state(model: nnx.Module) -> dict[str, jax.Array]:
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
-                    rngs: nnx.Rngs | None = None, **kwargs: Any):
+                    rngs: nnx.Rngs | None = None, compute_dtype=None, **kwargs: Any):
     use_jit = kwargs.pop("use_jit", True)
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
@@ -55,6 +55,7 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
     report = load_canonical_state(model, state, source=weights)
     if dtype is not None:
         cast_params(model, dtype)
+    model.compute_dtype = compute_dtype
     model.eval()
     return (model, report.as_dict()) if output_loading_info else model
 
@@ -84,9 +85,12 @@ def load_canonical_state(model: nnx.Module, state: dict[str, Any], source: str =
 
 def cast_params(model: nnx.Module, dtype) -> None:
     """Cast every floating-point parameter (and so the compute) to `dtype`, e.g. `jnp.bfloat16`."""
-    params = nnx.state(model, nnx.Param)
-    nnx.update(model, jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                                   params))
+    nnx.update(model, cast_floating(nnx.state(model, nnx.Param), dtype))
+
+
+def cast_floating(params, dtype):
+    """The floating-point leaves of `params` cast to `dtype`; the others as they are."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, params)
 
 
 def save_pretrained(model: nnx.Module, save_directory: str | os.PathLike) -> None:

@@ -29,7 +29,7 @@ from ..config import LongformerConfig
 from ..outputs import OUTPUT_CLASSES, encoder_fields
 from ..pretrained import LongformerPreTrainedMixin
 from .attention import band_attention, global_rows, global_slots, scatter_global_rows
-from .checkpoint import load_pretrained, save_pretrained
+from .checkpoint import cast_floating, load_pretrained, save_pretrained
 
 # Output types are pytrees here, so they pass through jax.jit / jax.grad.
 for _cls in OUTPUT_CLASSES.values():
@@ -230,11 +230,15 @@ class LongformerPooler(nnx.Module):
 class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
     """Host-side input handling, the compiled forward, checkpoint loading and saving shared by every class below.
 
-    `use_jit` (default True) runs the network under `nnx.jit`; False runs it op by op (same results)."""
+    `use_jit` (default True) runs the network under `nnx.jit`; False runs it op by op (same results).
+    `compute_dtype` (default None: the parameters' dtype) is mixed precision: `jnp.bfloat16` keeps the parameters,
+    their gradients and the optimizer in float32 and computes in bfloat16 (softmax, log-sum-exp, LayerNorm
+    statistics and losses stay in float32)."""
 
     def __init__(self, config: LongformerConfig, *, use_jit: bool = True):
         self.config = self.checked_config(config)
         self.use_jit = use_jit
+        self.compute_dtype = None
 
     @property
     def dtype(self):
@@ -242,16 +246,17 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,
-                        dtype=None, output_loading_info: bool = False, rngs: nnx.Rngs | None = None,
-                        **kwargs: Any):
+                        dtype=None, compute_dtype=None, output_loading_info: bool = False,
+                        rngs: nnx.Rngs | None = None, **kwargs: Any):
         """Load a Hugging Face Longformer checkpoint (folder, file or Hub id); returns the model in eval mode.
 
         Reads `model.safetensors` (no torch needed), sharded safetensors, `pytorch_model.bin` (needs torch) or its
-        sharded index. `dtype=jnp.bfloat16` casts the parameters (and so the compute). Keyword arguments that are
+        sharded index. `dtype=jnp.bfloat16` casts the parameters (and so the compute); `compute_dtype=jnp.bfloat16`
+        keeps them in float32 and computes in bfloat16 (mixed precision training). Keyword arguments that are
         config fields (`num_labels=3`) update the config; `revision`, `cache_dir`, `local_files_only`, `token` go
         to the Hub.
         """
-        return load_pretrained(cls, name_or_path, config=config, dtype=dtype,
+        return load_pretrained(cls, name_or_path, config=config, dtype=dtype, compute_dtype=compute_dtype,
                                output_loading_info=output_loading_info, rngs=rngs, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
@@ -266,7 +271,16 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
 
 
 def _encode_and_head(model, x, labels, static):
+    if model.compute_dtype is not None:
+        model = _computing_in(model, model.compute_dtype)
     return model._head(model._base().encode(x, static), labels, static)
+
+
+def _computing_in(model, dtype):
+    """The model with its floating parameters cast to `dtype` (gradients flow back to the originals in their own
+    dtype); its dropout streams stay the model's own, so they advance as in a plain call."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return nnx.merge(graphdef, cast_floating(params, dtype), rest)
 
 
 _jit_forward = nnx.jit(_encode_and_head, static_argnums=(3,))

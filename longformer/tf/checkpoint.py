@@ -68,11 +68,13 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
 
 
 def _build(cls, config: LongformerConfig, dtype):
-    """The model, with its variables and compute in `dtype` ("bfloat16", "float16", ...) when given."""
+    """The model, with its variables and compute in `dtype` ("bfloat16", "float16", ...) when given, or under a
+    Keras mixed policy ("mixed_bfloat16": float32 variables, bfloat16 compute)."""
     if dtype is None:
         return cls(config)
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(tf.as_dtype(dtype).name)
+    mixed = isinstance(dtype, str) and dtype.startswith("mixed_")
+    keras.config.set_dtype_policy(dtype if mixed else tf.as_dtype(dtype).name)
     try:
         return cls(config)
     finally:
