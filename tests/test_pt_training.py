@@ -1,5 +1,5 @@
-"""What only longformer.pt has in training and compilation: torch.compile of every head, the feed-forward's
-GeluLinear, autocast (the tests every backend shares, dropout, checkpointing, half precision, a training step, are
+"""What only longformer.pt has in training and compilation: torch.compile of every head, the feed-forward's own
+backward (the tests every backend shares, dropout, checkpointing, half and mixed precision, a training step, are
 tests/test_models.py; the band kernels' gradients, with and without dropout, are tests/test_band_kernels.py)."""
 
 from __future__ import annotations
@@ -66,16 +66,18 @@ def test_torch_compile_matches_eager():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def test_gelu_linear_gradients_equal_autograds():
-    """The feed-forward's second dense layer keeps the GELU's input only; its backward equals autograd's through
-    F.linear(F.gelu(x)) (float64)."""
+def test_feed_forward_gradients_equal_autograds():
+    """The feed-forward keeps its input only and computes its (rows, 4H) activations again in the backward; its
+    gradients equal autograd's through F.linear(F.gelu(F.linear(x))) (float64), also with some inputs frozen."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 7, 12, dtype=torch.float64, generator=g, requires_grad=True)
-    weight = torch.randn(5, 12, dtype=torch.float64, generator=g, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
+    shapes = [(2, 7, 12), (20, 12), (20,), (5, 20), (5,)]
+    args = [torch.randn(s, dtype=torch.float64, generator=g, requires_grad=True) for s in shapes]
     d_out = torch.randn(2, 7, 5, dtype=torch.float64, generator=g)
-    want = torch.autograd.grad((torch.nn.functional.linear(torch.nn.functional.gelu(x), weight, bias) * d_out).sum(),
-                               (x, weight, bias))
-    out = lpt.modeling.GeluLinear.apply(x, weight, bias)
-    for a, b in zip(torch.autograd.grad((out * d_out).sum(), (x, weight, bias)), want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    F = torch.nn.functional
+    for frozen in (None, 0, 1):
+        wanted = [a for i, a in enumerate(args) if i != frozen]
+        x, w1, b1, w2, b2 = (a if i != frozen else a.detach() for i, a in enumerate(args))
+        want = torch.autograd.grad((F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2) * d_out).sum(), wanted)
+        out = lpt.modeling.FeedForward.apply(x, w1, b1, w2, b2)
+        for a, b in zip(torch.autograd.grad((out * d_out).sum(), wanted), want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
