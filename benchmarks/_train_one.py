@@ -98,7 +98,8 @@ def train_tf(args):
     label = tf.constant([1])
     model(input_ids=ids[:, :8])  # build the weights
 
-    def grads():
+    def grads(ids, one_global, label):  # the batch as arguments, as a training loop passes it (closed-over
+        # tensors would be constants: XLA folds whatever depends only on them at compile time)
         with tf.GradientTape() as tape:
             loss = model(input_ids=ids, global_attention_mask=one_global, labels=label, training=True,
                          num_global_slots=1 if args.impl == "tf-xla" else None).loss
@@ -107,7 +108,7 @@ def train_tf(args):
     compiled = tf.function(grads, jit_compile=True)
 
     def step():
-        result = compiled() if args.impl == "tf-xla" else grads()
+        result = (compiled if args.impl == "tf-xla" else grads)(ids, one_global, label)
         tf.convert_to_tensor(result[-1]).numpy()  # the last gradient computed: the step is done
 
     return step, {"tf": tf.__version__}

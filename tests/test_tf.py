@@ -84,6 +84,46 @@ def test_eager_graph_and_xla_agree(head):
             all_close(out, eager, where=f"{case} jit={jit}")
 
 
+XLA_STEPS = r"""
+import sys
+import keras, numpy as np, tensorflow as tf
+sys.path.insert(0, sys.argv[1])
+from cases import make_inputs
+from test_tf import make
+model = make("LongformerForSequenceClassification", attention_window=[4, 8])
+optimizer = keras.optimizers.SGD(0.1)
+
+@tf.function(jit_compile=True)
+def step(batch):
+    with tf.GradientTape() as tape:
+        loss = model(**batch, training=True, num_global_slots=4).loss
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables,
+                                  strict=True))
+    return loss
+
+inputs = make_inputs("padded_globals", "LongformerForSequenceClassification")
+for i in range(3):  # new weights, new dropout seeds and new token ids every step
+    batch = {k: tf.constant(v) for k, v in inputs.items()}
+    batch["input_ids"] = tf.constant(np.where(inputs["input_ids"] > 4, 5 + (inputs["input_ids"] + i) % 50,
+                                              inputs["input_ids"]))
+    step(batch).numpy()
+"""
+
+
+def test_a_compiled_training_step_compiles_once(tmp_path):
+    """A jit-compiled training step (dropout on, weights updated) is compiled by XLA once, not on every call: the
+    band used to be a nested tf.function whose gradient made q, k and v compile-time constants. Counted from
+    XLA's own log of its compilations."""
+    script = tmp_path / "steps.py"
+    script.write_text(XLA_STEPS)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="device_compiler=2")
+    run = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    compiled = run.stderr.count("Compilation of XLA executable")
+    assert compiled == 1, run.stderr[-3000:]
+
+
 def test_training_under_xla_draws_dropout_masks_statelessly():
     """Dropout in a compiled training step comes from stateless random ops seeded per call (stateful ones run ~10x
     slower under XLA): the traced graph has none, and two steps still draw different masks."""
@@ -106,6 +146,17 @@ def test_training_under_xla_draws_dropout_masks_statelessly():
     assert any(op.startswith("StatelessRandom") for op in ops), sorted(ops)
     stateful = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal"} & ops
     assert not stateful, stateful
+    # Philox by name, in the band's and the hidden layers' dropout: "auto_select" (Keras' and TF's default) compiles
+    # under XLA on CPU to a generator ~30x slower.
+    graphs = [graph.as_graph_def().node] + [f.node_def for f in graph.as_graph_def().library.function]
+    algs = []
+    for nodes in graphs:
+        by_name = {node.name: node for node in nodes}
+        for node in nodes:
+            if node.op == "StatelessRandomUniformV2":
+                alg = by_name[node.input[3].split(":")[0]]
+                algs.append(tf.make_ndarray(alg.attr["value"].tensor).item() if alg.op == "Const" else alg.op)
+    assert algs and set(algs) == {1}, algs  # 1: RNG_ALG_PHILOX
     with pytest.raises(ValueError, match="needs a seed"):
         from longformer.tf.attention import band_attention
 
