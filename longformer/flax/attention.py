@@ -308,7 +308,7 @@ def _band_blocks_backward(q_blk, k_parts, v_parts, band_bias, key_bias, lse, del
         dp = jnp.einsum("...qd,...kd->...qk", d_out, v, preferred_element_type=acc)
         p_used = p
         if key is not None:
-            keep = jax.random.bernoulli(key, 1.0 - dropout, p.shape).astype(acc) / (1.0 - dropout)
+            keep = _dropout(jnp.ones_like(p), dropout, key)  # the forward's mask, scaled
             dp, p_used = dp * keep, p * keep
         ds = (p * (dp - delta)).astype(q_blk.dtype)
         dq = dq + jnp.einsum("...qk,...kd->...qd", ds, k, preferred_element_type=acc)
@@ -325,7 +325,7 @@ def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_o
     dp = jnp.einsum("bnhd,bhgd->bhng", d_out, global_v.astype(d_out.dtype), preferred_element_type=acc)
     p_used = p
     if dropout_key is not None:
-        keep = jax.random.bernoulli(dropout_key, 1.0 - dropout, p.shape).astype(acc) / (1.0 - dropout)
+        keep = _dropout(jnp.ones_like(p), dropout, dropout_key)
         dp, p_used = dp * keep, p * keep
     ds = (p * (dp - delta)).astype(q_pad.dtype)
     dq = jnp.einsum("bhng,bhgd->bnhd", ds, global_k.astype(ds.dtype), preferred_element_type=acc)
