@@ -69,8 +69,21 @@ class Task:
         batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "global_attention_mask": global_mask}
         if self.pad:  # padded tokens are masked and take the padding position: the real ones' outputs do not change
             fill = {"input_ids": PAD, "attention_mask": 0, "global_attention_mask": 0}
-            batch = {k: np.pad(v, [(0, 0), (0, self.length - length)], constant_values=fill[k]) for k, v in batch.items()}
+            batch = {k: np.pad(v, [(0, 0), (0, self.length - length)], constant_values=fill[k])
+                     for k, v in batch.items()}
         return {**batch, "labels": labels}
+
+    def training_batches(self, use_global: bool):
+        """The `steps` training batches, at the curriculum's lengths, drawn from the task's seed."""
+        rng = np.random.default_rng(self.seed)
+        for step in range(self.steps):
+            yield self.batch_of(rng, self.batch, use_global, self.length_at(step))
+
+    def held_out(self, use_global: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """`eval_size` sequences of full length from another seed: the inputs, and the labels apart."""
+        batch = self.batch_of(np.random.default_rng(self.seed + 1), self.eval_size, use_global)
+        labels = batch.pop("labels")
+        return batch, labels
 
 
 def accuracy(logits, labels) -> float:
@@ -86,17 +99,15 @@ def train_pt(task: Task, use_global: bool) -> tuple[list[float], float]:
     torch.manual_seed(task.seed)
     model = lpt.LongformerForSequenceClassification(task.config()).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=task.lr)
-    rng, losses = np.random.default_rng(task.seed), []
-    for i in range(task.steps):
-        batch = {k: torch.as_tensor(v) for k, v in task.batch_of(rng, task.batch, use_global, task.length_at(i)).items()}
-        loss = model(**batch).loss
+    losses = []
+    for batch in task.training_batches(use_global):
+        loss = model(**{k: torch.as_tensor(v) for k, v in batch.items()}).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip)
         optimizer.step()
         losses.append(float(loss.detach()))
-    held_out = task.batch_of(np.random.default_rng(task.seed + 1), task.eval_size, use_global)
-    labels = held_out.pop("labels")
+    held_out, labels = task.held_out(use_global)
     model.eval()
     with torch.no_grad():
         logits = model(**{k: torch.as_tensor(v) for k, v in held_out.items()}).logits
@@ -112,7 +123,8 @@ def train_flax(task: Task, use_global: bool) -> tuple[list[float], float]:
 
     model = lfx.LongformerForSequenceClassification(task.config(), rngs=nnx.Rngs(task.seed))
     model.train()
-    optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(task.clip), optax.adamw(task.lr)), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(task.clip), optax.adamw(task.lr)),
+                              wrt=nnx.Param)
 
     @nnx.jit
     def step(model, optimizer, batch):
@@ -120,12 +132,9 @@ def train_flax(task: Task, use_global: bool) -> tuple[list[float], float]:
         optimizer.update(model, grads)
         return loss
 
-    rng, losses = np.random.default_rng(task.seed), []
-    for i in range(task.steps):
-        batch = {k: jnp.asarray(v) for k, v in task.batch_of(rng, task.batch, use_global, task.length_at(i)).items()}
-        losses.append(float(step(model, optimizer, batch)))
-    held_out = task.batch_of(np.random.default_rng(task.seed + 1), task.eval_size, use_global)
-    labels = held_out.pop("labels")
+    losses = [float(step(model, optimizer, {k: jnp.asarray(v) for k, v in batch.items()}))
+              for batch in task.training_batches(use_global)]
+    held_out, labels = task.held_out(use_global)
     model.eval()
     return losses, accuracy(model(**held_out).logits, labels)
 
@@ -148,12 +157,8 @@ def train_tf(task: Task, use_global: bool) -> tuple[list[float], float]:
                                   strict=True))
         return loss
 
-    rng, losses = np.random.default_rng(task.seed), []
-    for i in range(task.steps):
-        batch = {k: tf.constant(v) for k, v in task.batch_of(rng, task.batch, use_global, task.length_at(i)).items()}
-        losses.append(float(step(batch)))
-    held_out = task.batch_of(np.random.default_rng(task.seed + 1), task.eval_size, use_global)
-    labels = held_out.pop("labels")
+    losses = [float(step({k: tf.constant(v) for k, v in batch.items()})) for batch in task.training_batches(use_global)]
+    held_out, labels = task.held_out(use_global)
     return losses, accuracy(model(**held_out).logits, labels)
 
 
@@ -185,8 +190,8 @@ def plot(task: Task, results: list[dict], path: str) -> None:
         ax.text(step + 2, 1.02, str(task.length_at(step)), transform=ax.get_xaxis_transform(), fontsize=7)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (10-step mean)")
-    ax.set_title(f"Is there a marker anywhere in {task.length:,} tokens? (window {task.window}; tokens per sequence above)",
-                 fontsize=10, pad=14)
+    ax.set_title(f"Is there a marker anywhere in {task.length:,} tokens? "
+                 f"(window {task.window}; tokens per sequence above)", fontsize=10, pad=14)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

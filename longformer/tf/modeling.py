@@ -347,8 +347,9 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
         """Load a Longformer checkpoint (folder, file or Hub id): `model.safetensors` (no torch needed), sharded
         safetensors, `pytorch_model.bin` (needs torch), or Hugging Face 4.x `tf_model.h5` (sharded or not).
         `dtype="bfloat16"` builds the variables and compute in that dtype; a Keras mixed policy
-        (`dtype="mixed_bfloat16"`, or the global policy) keeps the variables in float32. Keyword arguments that are config fields (`num_labels=3`) update the config; `revision`, `cache_dir`,
-        `local_files_only`, `token` go to the Hub."""
+        (`dtype="mixed_bfloat16"`, or the global policy) keeps the variables in float32. Keyword arguments that
+        are config fields (`num_labels=3`) update the config; `revision`, `cache_dir`, `local_files_only`, `token`
+        go to the Hub."""
         return load_pretrained(cls, name_or_path, config=config, dtype=dtype,
                                output_loading_info=output_loading_info, **kwargs)
 
