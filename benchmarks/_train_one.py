@@ -70,16 +70,16 @@ def train_flax(args):
     model.train()
     if args.checkpointing:
         model.gradient_checkpointing_enable()
-    ids, one_global = inputs(args.n)
+    ids, one_global = (jax.numpy.asarray(a) for a in inputs(args.n))
     label = jax.numpy.array([1])
 
     @nnx.jit
-    def grads(model):
+    def grads(model, ids, one_global, label):  # the batch as arguments, as in tf's step (not compile-time constants)
         return nnx.grad(lambda m: m(ids, global_attention_mask=one_global, labels=label, num_global_slots=1).loss)(
             model)
 
     def step():
-        jax.block_until_ready(grads(model))
+        jax.block_until_ready(grads(model, ids, one_global, label))
 
     return step, {"jax": jax.__version__}
 
