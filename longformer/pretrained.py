@@ -17,6 +17,7 @@ class LongformerPreTrainedMixin:
     head_name = "LongformerModel"  # the model class this is (or derives from), by name: its rules and output type
     label_names: tuple[str, ...] = ()
     _ops: pipeline.Ops  # the backend's array ops for the input pipeline
+    backend: str  # "pt", "flax" or "tf"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -100,12 +101,14 @@ class LongformerPreTrainedMixin:
     def gradient_checkpointing_disable(self) -> None:
         self._base().encoder.gradient_checkpointing = False
 
-    def set_band_strategy(self, strategy: str) -> None:
-        """How every layer's band attention loops over its blocks: "rows" or "batched" (semantics.BAND_STRATEGIES;
-        same results, different speed: "batched" is for accelerators)."""
+    def set_band_strategy(self, strategy: str | None) -> None:
+        """How every layer's band attention loops over its blocks: "rows", "batched" or (PyTorch) "flex"
+        (semantics.BAND_STRATEGIES; same results, different speed); None: the default of the device the model runs
+        on (semantics.BAND_STRATEGY: the CPU's fastest, the accelerator's few-kernel one)."""
         from . import semantics
 
-        semantics.query_block(1, strategy, "pt")  # an unknown name is refused here, not at the next call
+        if strategy is not None:
+            semantics.check_band_strategy(strategy, self.backend)  # refused here, not at the next call
         for layer in self._base().encoder.layer:
             layer.attention.self.strategy = strategy
 

@@ -54,25 +54,44 @@ def traced_global_slots(num_global_slots: int | None, seq_len: int, has_global_m
 # How band attention loops over its blocks (every backend's `band_attention(..., strategy=...)`; docs/attention.md):
 # "rows": one (batch, head) row at a time (PyTorch: a Python loop, a few blocks per step; Flax: lax.map; TF:
 # tf.map_fn), so each row's scores stay in cache on a CPU; "batched": every block of every row in one contraction,
-# what accelerators want. The default of each backend is the faster one on CPU (BAND_STRATEGY).
-BAND_STRATEGIES = ("rows", "batched")
-BAND_STRATEGY = {"pt": "rows", "flax": "rows", "tf": "batched"}
-# Query rows per band block, by strategy and backend: the one place block sizes are set (measured on 2 CPU cores,
-# one layer's band plus one global slot, n = 4096, W = 512, 12 heads x 64). The band costs (b + W) / (W + 1) of the
-# ideal (1.12x at b = 64, 1.25x at 128), but small products run less well in XLA and onnxruntime than in MKL:
-# pt rows 76 ms with 64-row blocks, 82 with 128; flax rows (lax.map) 193 ms with 64, 128 with 128; XLA batched
-# 0.18 s with 64, 0.15 s with 128, 0.14 s with 256; a 2-layer ONNX model 0.91 s with 64, 0.83 s with 128, 0.87 s
-# with 256; pt batched 239 ms with 64, 215 with 128.
+# what accelerators want; "flex" (PyTorch only): the band and the global columns as one compiled FlexAttention
+# kernel over a block-sparse mask, for GPUs (no attention probabilities, no attention dropout: a call that asks for
+# either runs "batched"). The default of each backend depends on the device the model runs on (BAND_STRATEGY, by
+# `device_kind`): the faster one measured on 2 CPU cores, and the few-kernel one on an accelerator.
+BAND_STRATEGIES = ("rows", "batched", "flex")
+STRATEGY_BACKENDS = {"rows": ("pt", "flax", "tf"), "batched": ("pt", "flax", "tf", "onnx"), "flex": ("pt",)}
+BAND_STRATEGY = {"cpu": {"pt": "rows", "flax": "rows", "tf": "batched"},
+                 "gpu": {"pt": "flex", "flax": "batched", "tf": "batched"}}
+
+
+def device_kind(platform: str) -> str:
+    """"cpu" or "gpu" (every accelerator) from a framework's device type or platform name ("cuda", "gpu", "rocm",
+    "tpu", "cpu", "/GPU:0", ...)."""
+    return "cpu" if "cpu" in platform.lower() else "gpu"
+
+
+def band_strategy(backend: str, platform: str) -> str:
+    """The default band strategy of `backend` on a device of type `platform` (BAND_STRATEGY)."""
+    return BAND_STRATEGY[device_kind(platform)][backend]
+
+
+def check_band_strategy(strategy: str, backend: str) -> str:
+    """`strategy`, if `backend` has it; a ValueError naming the choices otherwise."""
+    if backend not in STRATEGY_BACKENDS.get(strategy, ()):
+        have = tuple(s for s in BAND_STRATEGIES if backend in STRATEGY_BACKENDS[s])
+        raise ValueError(f"Unknown band strategy {strategy!r} for {backend}; choose one of {have}.")
+    return strategy
+
+
 QUERY_BLOCK = {"rows": {"pt": 64, "flax": 128, "tf": 128},
-               "batched": {"pt": 128, "flax": 128, "tf": 128, "onnx": 128}}
+               "batched": {"pt": 128, "flax": 128, "tf": 128, "onnx": 128},
+               "flex": {"pt": 128}}  # flex: FlexAttention's own block (and "batched"'s, where flex falls back)
 
 
 def query_block(w: int, strategy: str, backend: str) -> int:
     """Query rows per band block of `backend` with `strategy` (QUERY_BLOCK), or 2w for a smaller window (a block
     never sees more than its band needs)."""
-    if strategy not in QUERY_BLOCK:
-        raise ValueError(f"Unknown band strategy {strategy!r}; choose one of {BAND_STRATEGIES}.")
-    return min(QUERY_BLOCK[strategy][backend], 2 * w)
+    return min(QUERY_BLOCK[check_band_strategy(strategy, backend)][backend], 2 * w)
 
 
 def band_geometry(seq_len: int, w: int, block: int) -> tuple[int, int, int]:

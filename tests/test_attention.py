@@ -77,3 +77,59 @@ def test_global_slots_are_static_powers_of_two():
 
     assert [num_global_slots(x, 100) for x in (0, 1, 2, 3, 5, 9)] == [0, 1, 2, 4, 8, 16]
     assert num_global_slots(7, 6) == 6  # never more slots than positions
+
+
+def test_the_default_strategy_follows_the_device():
+    """CPU: each backend's fastest loop; an accelerator: pt's FlexAttention kernel, batched contractions in Flax and
+    TF (device names as each framework writes them)."""
+    assert [semantics.band_strategy(b, "cpu") for b in ("pt", "flax", "tf")] == ["rows", "rows", "batched"]
+    assert semantics.band_strategy("pt", "cuda") == "flex"
+    assert semantics.band_strategy("flax", "gpu") == "batched"
+    assert semantics.band_strategy("tf", "/job:localhost/replica:0/task:0/device:GPU:0") == "batched"
+    assert semantics.band_strategy("tf", "/job:localhost/replica:0/task:0/device:CPU:0") == "batched"
+    with pytest.raises(ValueError, match=r"Unknown band strategy 'flex' for flax; choose one of \('rows', 'batched'\)"):
+        semantics.check_band_strategy("flex", "flax")
+
+
+@pytest.mark.parametrize("w", [1, 4, 64, 100])
+@pytest.mark.parametrize("length", [5, 130, 300])
+def test_the_flex_block_mask_covers_every_allowed_key(w, length):
+    """The "flex" strategy's block mask: its element rule is the band-and-valid-or-global rule, and the key blocks
+    it visits (from the geometry, never evaluated on N x N) hold every key a row may see."""
+    from longformer.pt.attention import FLEX_BLOCK, flex_block_mask
+
+    r = np.random.default_rng(length + w)
+    B = 3
+    padded = length + (-length % FLEX_BLOCK)
+    valid = np.ones((B, length), bool)
+    valid[1, length // 2:] = False                                              # a padded row
+    is_global = (r.random((B, length)) < 0.02) & valid
+    is_global[2, length - 1] = True                                             # a global token far from row 0
+    key_valid = valid & ~is_global
+    block_mask = flex_block_mask(torch.as_tensor(key_valid), torch.as_tensor(is_global), w, padded)
+    i = np.arange(padded)
+    kv = np.pad(key_valid, ((0, 0), (0, padded - length)))
+    glob = np.pad(is_global, ((0, 0), (0, padded - length)))
+    want = ((np.abs(i[:, None] - i[None, :]) <= w)[None] & kv[:, None, :]) | glob[:, None, :]   # B P P
+    rule = block_mask.mask_mod(torch.arange(B)[:, None, None], 0, torch.as_tensor(i)[None, :, None],
+                               torch.as_tensor(i)[None, None, :])
+    np.testing.assert_array_equal(rule.numpy(), want)
+    visited = block_mask.to_dense()[:, 0].numpy().astype(bool)                        # B qblk kblk
+    visited = visited.repeat(FLEX_BLOCK, 1).repeat(FLEX_BLOCK, 2)
+    assert not (want & ~visited).any(), "an allowed key lies in a block the mask does not visit"
+
+
+def test_the_flex_block_mask_is_sparse():
+    """Without global tokens a query block visits only its neighbours (w < FLEX_BLOCK); one global token adds its
+    block to every row's list."""
+    from longformer.pt.attention import FLEX_BLOCK, flex_block_mask
+
+    n_blocks = 8
+    valid = torch.ones(1, n_blocks * FLEX_BLOCK, dtype=torch.bool)
+    none = torch.zeros_like(valid)
+    visits = flex_block_mask(valid, none, 16, n_blocks * FLEX_BLOCK).to_dense()[0, 0]
+    assert torch.equal(visits.bool(), torch.ones(n_blocks, n_blocks).tril(1).triu(-1).bool())
+    one = none.clone()
+    one[0, 5 * FLEX_BLOCK + 3] = True
+    visits = flex_block_mask(valid & ~one, one, 16, n_blocks * FLEX_BLOCK).to_dense()[0, 0]
+    assert visits.sum() == 3 * n_blocks - 2 + (n_blocks - 3) and visits[:, 5].all()

@@ -17,7 +17,7 @@ from cases import CASES, make_inputs
 from conftest import HEADS, random_checkpoint
 
 from converters import CheckpointError
-from longformer import LongformerConfig
+from longformer import LongformerConfig, semantics
 from longformer.reference import ReferenceModel
 
 pytestmark = pytest.mark.skipif(not BACKENDS, reason="no backend installed (core env)")
@@ -172,18 +172,28 @@ def test_dropout_only_in_training(tmp_path_factory, backend):
 
 
 def test_the_band_strategies_agree(tmp_path_factory, backend):
-    """Each loop strategy (semantics.BAND_STRATEGIES) gives the same model outputs."""
+    """Each of the backend's band strategies (semantics.BAND_STRATEGIES: pt's "flex" a compiled FlexAttention
+    kernel) gives the reference's outputs, with and without attention probabilities (which "flex" hands to
+    "batched"); None goes back to the device's default."""
     head = "LongformerForQuestionAnswering"
     folder, reference = checkpoint(tmp_path_factory, head, attention_window=WINDOWS)
     inputs = make_inputs("padded_globals", head)
+    want = {k: v for k, v in reference.outputs(head, **inputs).items() if k != "hidden_states"}
     model = backend.load(folder, head)
-    for strategy in ("rows", "batched"):
+    for strategy in [s for s in semantics.BAND_STRATEGIES if backend.name in semantics.STRATEGY_BACKENDS[s]]:
         model.set_band_strategy(strategy)
-        ours = backend.call(model, inputs, output_attentions=True)
-        assert_fields_close(backend, ours, {k: v for k, v in reference.outputs(head, **inputs).items()
-                                            if k != "hidden_states"}, ATOL, f"{backend.name} {strategy}")
-    with pytest.raises(ValueError, match="Unknown band strategy 'diagonal'"):
+        assert_fields_close(backend, backend.call(model, inputs, output_attentions=True), want, ATOL,
+                            f"{backend.name} {strategy}")
+        assert_fields_close(backend, backend.call(model, inputs), {k: v for k, v in want.items() if "att" not in k},
+                            ATOL, f"{backend.name} {strategy} without probabilities")
+    model.set_band_strategy(None)
+    assert_fields_close(backend, backend.call(model, inputs), {k: v for k, v in want.items() if "att" not in k},
+                        ATOL, f"{backend.name} default")
+    with pytest.raises(ValueError, match=f"Unknown band strategy 'diagonal' for {backend.name}"):
         model.set_band_strategy("diagonal")
+    if backend.name != "pt":
+        with pytest.raises(ValueError, match="Unknown band strategy 'flex'"):
+            model.set_band_strategy("flex")
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -96,7 +96,7 @@ class LongformerSelfAttention(nnx.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
-        self.strategy = semantics.BAND_STRATEGY["flax"]  # how the band loops over its blocks (set_band_strategy)
+        self.strategy = None  # how the band loops over its blocks (set_band_strategy); None: the device's default
         self.query_block = None  # rows per band block; None: the strategy's (semantics.query_block)
         self.dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.query = _linear(H, H, config, rngs, COLUMN)
@@ -123,10 +123,11 @@ class LongformerSelfAttention(nnx.Module):
         rate = self.dropout.rate
         train = not self.dropout.deterministic and rate > 0
         band_key, global_key = (self.dropout.rngs(), self.dropout.rngs()) if train else (None, None)
+        strategy = self.strategy or semantics.band_strategy("flax", jax.default_backend())
         context, probs = band_attention(
-            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "flax"),
+            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, strategy, "flax"),
             global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=rate, dropout_key=band_key,
-            return_probs=output_attentions, strategy=self.strategy)
+            return_probs=output_attentions, strategy=strategy)
         out = context.reshape(B, N, H)
         out = jnp.where(masks.padding[:, :, None], 0.0, out).astype(context.dtype)  # padding attends to nothing
         global_probs = None
@@ -334,6 +335,7 @@ class JaxOps(inputs.Ops):
         return jnp.swapaxes(t, -1, -2)
 
 
+LongformerPreTrainedModel.backend = "flax"
 LongformerPreTrainedModel._ops = JaxOps()
 
 

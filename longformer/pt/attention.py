@@ -78,8 +78,9 @@ class AttentionDropout(NamedTuple):
 
 def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor, w: int, block: int,
                    *, global_k: torch.Tensor | None = None, global_v: torch.Tensor | None = None,
-                   slot_valid: torch.Tensor | None = None, dropout: float = 0.0, training: bool = False,
-                   return_probs: bool = False, strategy: str = "rows") -> tuple[torch.Tensor, torch.Tensor | None]:
+                   slot_valid: torch.Tensor | None = None, is_global: torch.Tensor | None = None,
+                   dropout: float = 0.0, training: bool = False, return_probs: bool = False,
+                   strategy: str = "rows") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Each query attends to the keys within `w` positions that are valid, plus the global slots.
 
     Args:
@@ -99,6 +100,15 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     When a gradient is wanted (and no probabilities), the band runs as `BandAttention`, with its own backward:
     it keeps q, k, v, the output and each row's log-sum-exp instead of every block's probabilities.
     """
+    rate = dropout if training else 0.0
+    tensors = (q, k, v) if global_k is None else (q, k, v, global_k, global_v)
+    wants_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if strategy == "flex":
+        # FlexAttention gives no probabilities, has no attention dropout and no backward on a CPU.
+        if not (return_probs or rate or (wants_grad and q.device.type == "cpu")) and (
+                global_k is None or is_global is not None):
+            return flex_band_attention(q, k, v, key_valid, is_global, w), None
+        strategy = "batched"
     B, N, nh, hd = q.shape
     n_blocks, tail, span = semantics.band_geometry(N, w, block)
     acc = softmax_dtype(q.dtype)
@@ -109,10 +119,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     v_pad = _pad_rows(v, w, span - w + tail)
     band_bias, key_bias = _band_bias(key_valid, w, block, span, tail, acc)            # b width, B nblk 1 width
     slot_bias = None if global_k is None else _additive_bias(slot_valid, acc)          # B G
-    rate = dropout if training else 0.0
-    tensors = (q, k, v) if global_k is None else (q, k, v, global_k, global_v)
-    if (not return_probs and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-            and not torch.compiler.is_compiling()):
+    if not return_probs and wants_grad and not torch.compiler.is_compiling():
         seed = int(torch.randint(2**62, ())) if rate else None  # from torch's generator: manual_seed repeats it
         context = BandAttention.apply(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w,
                                       block, strategy, AttentionDropout(rate, seed))
@@ -128,6 +135,64 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     context, band_probs, _ = _merge_global(q, context, band_lse, band_probs, global_k, global_v, slot_bias,
                                            AttentionDropout(rate))
     return context, band_probs
+
+
+FLEX_BLOCK = semantics.QUERY_BLOCK["flex"]["pt"]  # FlexAttention's query and key block
+
+
+def flex_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor,
+                        is_global: torch.Tensor | None, w: int) -> torch.Tensor:
+    """The "flex" strategy: the band and the global columns as one FlexAttention call (a fused kernel, compiled;
+    for GPUs). A local row sees the valid keys within `w` and every global token (with its local key, in place):
+    one mask over the N keys, so no slots and no log-sum-exp merge. The block mask comes from the geometry, not
+    from evaluating the mask on N x N: a query block visits the key blocks its band touches plus the blocks that
+    hold one of its row's global tokens. Rows with no key (padding; global tokens beside only padding) come out 0;
+    the model overwrites both. Same arguments and context as `band_attention`."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    N = q.shape[1]
+    pad = -N % FLEX_BLOCK
+    q, k, v = (_pad_rows(t, 0, pad).transpose(1, 2) for t in (q, k, v))               # B nh P hd
+    block_mask = flex_block_mask(key_valid, is_global, w, N + pad)
+    run = flex_attention if torch.compiler.is_compiling() else _compiled_flex()
+    context = run(q, k, v, block_mask=block_mask, scale=1.0)                           # q is already scaled
+    return context.transpose(1, 2)[:, :N]
+
+
+def flex_block_mask(key_valid: torch.Tensor, is_global: torch.Tensor | None, w: int, length: int):
+    """The "flex" strategy's mask over `length` (a multiple of FLEX_BLOCK) rows: the element rule `allowed` (band
+    and valid, or global) and the key blocks each query block visits, from the band's geometry and the blocks
+    holding a global token of its row (static shapes, nothing N x N)."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    B, N = key_valid.shape
+    is_global = torch.zeros_like(key_valid) if is_global is None else is_global
+    key_valid = F.pad(key_valid, (0, length - N), value=False)
+    is_global = F.pad(is_global, (0, length - N), value=False)
+
+    def allowed(b, h, i, j):
+        return (((i - j).abs() <= w) & key_valid[b, j]) | is_global[b, j]
+
+    n_blocks = length // FLEX_BLOCK
+    first = torch.arange(n_blocks, device=key_valid.device) * FLEX_BLOCK                # each block's first row
+    in_band = ((first[None, :] <= first[:, None] + FLEX_BLOCK - 1 + w)
+               & (first[None, :] + FLEX_BLOCK - 1 >= first[:, None] - w))              # query block x key block
+    visits = in_band[None] | is_global.view(B, n_blocks, FLEX_BLOCK).any(-1)[:, None, :]  # B qblk kblk
+    count = visits.sum(-1, dtype=torch.int32)[:, None]                                 # B 1 qblk
+    order = torch.argsort((~visits).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None]
+    return BlockMask.from_kv_blocks(count, order, BLOCK_SIZE=FLEX_BLOCK, mask_mod=allowed)
+
+
+_COMPILED_FLEX = []
+
+
+def _compiled_flex():
+    """flex_attention compiled once per process (uncompiled, it builds the N x N scores)."""
+    if not _COMPILED_FLEX:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _COMPILED_FLEX.append(torch.compile(flex_attention, dynamic=False))
+    return _COMPILED_FLEX[0]
 
 
 def _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias, w, block, strategy, drop):

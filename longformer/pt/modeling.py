@@ -86,7 +86,7 @@ class LongformerSelfAttention(nn.Module):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout = config.attention_probs_dropout_prob
-        self.strategy = semantics.BAND_STRATEGY["pt"]  # how the band loops over its blocks (set_band_strategy)
+        self.strategy = None  # how the band loops over its blocks (set_band_strategy); None: the device's default
         self.query_block = None  # rows per band block; None: the strategy's (semantics.query_block)
         self.query = nn.Linear(H, H)
         self.key = nn.Linear(H, H)
@@ -107,10 +107,11 @@ class LongformerSelfAttention(nn.Module):
         if G:  # the local keys and values of the global tokens, (B, nh, G, hd)
             global_k = take_rows(k, masks.slot_position).transpose(1, 2)
             global_v = take_rows(v, masks.slot_position).transpose(1, 2)
+        strategy = self.strategy or semantics.band_strategy("pt", q.device.type)
         context, probs = band_attention(
-            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "pt"),
-            global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout,
-            training=self.training, return_probs=output_attentions, strategy=self.strategy)
+            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, strategy, "pt"),
+            global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, is_global=masks.is_global,
+            dropout=self.dropout, training=self.training, return_probs=output_attentions, strategy=strategy)
         out = context.reshape(B, N, H)
         out = out.masked_fill(masks.padding[:, :, None], 0.0)  # padding rows attend to nothing
         global_probs = None
@@ -378,6 +379,7 @@ class TorchOps(inputs.Ops):
         return t.transpose(-1, -2)
 
 
+LongformerPreTrainedModel.backend = "pt"
 LongformerPreTrainedModel._ops = TorchOps()
 
 

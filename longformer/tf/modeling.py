@@ -109,7 +109,7 @@ class LongformerSelfAttention(keras.layers.Layer):
         self.head_dim = config.head_dim
         self.window = config.attention_windows[layer_id]
         self.dropout_rate = config.attention_probs_dropout_prob
-        self.strategy = semantics.BAND_STRATEGY["tf"]  # how the band loops over its blocks (set_band_strategy)
+        self.strategy = None  # how the band loops over its blocks (set_band_strategy); None: the device's default
         self.query_block = None  # rows per band block; None: the strategy's (semantics.query_block)
         self.query = _dense(H, config, "query")
         self.key = _dense(H, config, "key")
@@ -142,10 +142,11 @@ class LongformerSelfAttention(keras.layers.Layer):
         band_seed = rows_seed = None
         if training and self.dropout_rate > 0:
             band_seed, rows_seed = tf.unstack(tf.random.experimental.stateless_split(self.seed_generator.next(), 2))
+        strategy = self.strategy or semantics.band_strategy("tf", h.device or "cpu")
         context, probs = band_attention(
-            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, self.strategy, "tf"),
+            q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, strategy, "tf"),
             global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate,
-            training=training, seed=band_seed, return_probs=output_attentions, strategy=self.strategy)
+            training=training, seed=band_seed, return_probs=output_attentions, strategy=strategy)
         out = tf.reshape(context, [B, N, H])
         out = tf.where(masks.padding[:, :, None], tf.zeros((), out.dtype), out)  # padding attends to nothing
         global_probs = None
@@ -493,6 +494,7 @@ class TfOps(inputs.Ops):
         return tf.linalg.matrix_transpose(t)
 
 
+LongformerPreTrainedModel.backend = "tf"
 LongformerPreTrainedModel._ops = TfOps()
 
 
