@@ -70,6 +70,15 @@ def device_kind(platform: str) -> str:
     return "cpu" if "cpu" in platform.lower() else "gpu"
 
 
+def device_spec(device: str) -> tuple[str, int]:
+    """(platform, index) of a device name as users write it in any backend: "cpu", "gpu" / "cuda" (both "gpu"),
+    "gpu:1", "tpu"; each backend turns it into its own device."""
+    platform, _, index = str(device).strip().lower().partition(":")
+    if not platform or (index and not index.isdigit()):
+        raise ValueError(f"Not a device name: {device!r}; use cpu, gpu or gpu:INDEX.")
+    return ("gpu" if platform == "cuda" else platform), int(index or 0)
+
+
 def band_strategy(backend: str, platform: str) -> str:
     """The default band strategy of `backend` on a device of type `platform` (BAND_STRATEGY)."""
     return BAND_STRATEGY[device_kind(platform)][backend]

@@ -30,13 +30,18 @@ class PtAdapter:
 
         self.torch = torch
         self.module = load_backend("pt")
+        # fp32 on a GPU is compared as fp32: no TensorFloat-32 matmuls or convolutions.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     def devices(self) -> list[str]:
         return ["cpu"] + (["gpu"] if self.torch.cuda.is_available() else [])
 
     def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
-        model = getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.torch, dtype))
-        return model.to("cuda" if device == "gpu" else "cpu")
+        return getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.torch, dtype), device=device)
+
+    def param_devices(self, model) -> set[str]:
+        return {p.device.type.replace("cuda", "gpu") for p in model.parameters()}
 
     def _tensors(self, model, inputs):
         return {k: self.torch.as_tensor(v).to(model.device) for k, v in inputs.items()}
@@ -92,6 +97,7 @@ class FlaxAdapter:
 
         self.jax, self.jnp, self.nnx = jax, jnp, nnx
         self.module = load_backend("flax")
+        jax.config.update("jax_default_matmul_precision", "highest")  # fp32 on a GPU: no TensorFloat-32
 
     def devices(self) -> list[str]:
         try:
@@ -105,10 +111,13 @@ class FlaxAdapter:
             yield
 
     def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
-        with self.on(device):
-            model = getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.jnp, dtype))
+        model = getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.jnp, dtype), device=device)
         model.device_name = device
         return model
+
+    def param_devices(self, model) -> set[str]:
+        state = self.nnx.state(model, self.nnx.Param)
+        return {d.platform for leaf in self.jax.tree.leaves(state) for d in leaf.devices()}
 
     def call(self, model, inputs, *, train: bool = False, **kwargs):
         model.train() if train else model.eval()
@@ -165,10 +174,12 @@ class TfAdapter:
         return ["cpu"] + (["gpu"] if self.tf.config.list_physical_devices("GPU") else [])
 
     def load(self, folder, head: str, dtype: str = "float32", device: str = "cpu"):
-        with self.tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
-            model = getattr(self.module, head).from_pretrained(folder, dtype=dtype)
+        model = getattr(self.module, head).from_pretrained(folder, dtype=dtype, device=device)
         model.device_name = device
         return model
+
+    def param_devices(self, model) -> set[str]:
+        return {v.value.device.rsplit("/", 1)[-1].split(":")[-2].lower() for v in model.weights}
 
     def call(self, model, inputs, *, train: bool = False, **kwargs):
         with self.tf.device("/GPU:0" if getattr(model, "device_name", "cpu") == "gpu" else "/CPU:0"):

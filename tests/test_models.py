@@ -22,6 +22,8 @@ from longformer.reference import ReferenceModel
 
 pytestmark = pytest.mark.skipif(not BACKENDS, reason="no backend installed (core env)")
 ATOL = 1e-5  # fp32 against the float64 reference
+ATOL_ON = {"cpu": ATOL, "gpu": 1e-4}  # fp32 on a GPU (TF32 off in tests/backends.py) against the same reference
+GRAD_ATOL = 1e-4  # gradients of two fp32 runs (another strategy or device), as in tests/test_cross.py
 WINDOWS = [4, 8]  # per-layer windows: the largest (8) sets the padding, the smaller one its own band
 LABELS = ("labels", "start_positions", "end_positions")
 
@@ -72,7 +74,8 @@ def test_every_output_field_matches_the_reference(tmp_path_factory, backend, dev
     inputs = make_inputs(case, head)
     model = backend.load(folder, head, device=device)
     ours = backend.call(model, inputs, output_attentions=True, output_hidden_states=True)
-    assert_fields_close(backend, ours, reference.outputs(head, **inputs), ATOL, f"{backend.name} {head}/{case}")
+    assert_fields_close(backend, ours, reference.outputs(head, **inputs), ATOL_ON[device],
+                        f"{backend.name} {head}/{case}")
 
 
 @pytest.mark.parametrize("length", [1, 7, 8, 29], ids=lambda n: f"n{n}")  # 1, W - 1, W, 3W + 5 (W = 8)
@@ -87,7 +90,30 @@ def test_every_length_and_global_count(tmp_path_factory, backend, device, length
     inputs["global_attention_mask"][0, r.permutation(length)[:globals_]] = 1
     model = backend.load(folder, head, device=device)
     ours = backend.call(model, inputs, output_attentions=True, output_hidden_states=True)
-    assert_fields_close(backend, ours, reference.outputs(head, **inputs), ATOL, f"{backend.name} n={length}")
+    assert_fields_close(backend, ours, reference.outputs(head, **inputs), ATOL_ON[device],
+                        f"{backend.name} n={length}")
+
+
+@pytest.mark.parametrize("head", ["LongformerForQuestionAnswering"])
+def test_the_device_path_matches_the_reference(tmp_path_factory, backend, device, head):
+    """`from_pretrained(device=...)` puts every weight on the device; NumPy inputs run there through the device's
+    default band strategy (no probabilities asked: on a GPU, pt's FlexAttention kernel), and its gradients match
+    the CPU's other strategy's (no dropout: the two runs' masks would differ)."""
+    folder, reference = checkpoint(tmp_path_factory, head, attention_window=WINDOWS, hidden_dropout_prob=0.0,
+                                   attention_probs_dropout_prob=0.0)
+    inputs = make_inputs("padded_globals", head)
+    model = backend.load(folder, head, device=device)
+    assert backend.param_devices(model) == {device}
+    want = {k: v for k, v in reference.outputs(head, **inputs).items() if "att" not in k}
+    ours = backend.call(model, inputs, output_hidden_states=True)
+    assert_fields_close(backend, ours, want, ATOL_ON[device], f"{backend.name} {device} {head}")
+    _, grads = backend.grads(model, inputs, head)
+    other = backend.load(folder, head)
+    other.set_band_strategy("batched" if semantics.band_strategy(backend.name, "cpu") == "rows" else "rows")
+    _, want_grads = backend.grads(other, inputs, head)
+    assert grads.keys() == want_grads.keys()
+    for name, g in want_grads.items():
+        np.testing.assert_allclose(grads[name], g, atol=GRAD_ATOL, err_msg=f"{backend.name} {device} {name}")
 
 
 # Half precision against the float64 reference. Tolerance derived from the unit roundoff u (bf16 2^-8, fp16

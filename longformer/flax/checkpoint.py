@@ -17,6 +17,7 @@ from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetenso
 from converters.formats import weights_format
 from converters.names import from_format_leaf, match_names
 
+from .. import semantics
 from ..config import LongformerConfig
 from ..hub import checkpoint_config, resolve_checkpoint
 
@@ -43,7 +44,7 @@ def canonical_state(model: nnx.Module) -> dict[str, jax.Array]:
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
-                    rngs: nnx.Rngs | None = None, compute_dtype=None, **kwargs: Any):
+                    rngs: nnx.Rngs | None = None, compute_dtype=None, device=None, **kwargs: Any):
     use_jit = kwargs.pop("use_jit", True)
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
@@ -55,9 +56,22 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
     report = load_canonical_state(model, state, source=weights)
     if dtype is not None:
         cast_params(model, dtype)
+    if device is not None:  # committed there: every call runs there (inputs follow)
+        nnx.update(model, jax.device_put(nnx.state(model), jax_device(device)))
     model.compute_dtype = compute_dtype
     model.eval()
     return (model, report.as_dict()) if output_loading_info else model
+
+
+def jax_device(device) -> jax.Device:
+    """A jax.Device from `device`: a jax.Device or a name (`semantics.device_spec`: "cpu", "gpu", "gpu:1", "tpu")."""
+    if isinstance(device, jax.Device):
+        return device
+    platform, index = semantics.device_spec(device)
+    try:
+        return jax.devices(platform)[index]
+    except (RuntimeError, IndexError) as error:
+        raise ValueError(f"No JAX device {device!r} here ({', '.join(map(str, jax.devices()))}).") from error
 
 
 def load_canonical_state(model: nnx.Module, state: dict[str, Any], source: str = "checkpoint"):

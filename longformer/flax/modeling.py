@@ -247,18 +247,19 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,
-                        dtype=None, compute_dtype=None, output_loading_info: bool = False,
+                        dtype=None, compute_dtype=None, device=None, output_loading_info: bool = False,
                         rngs: nnx.Rngs | None = None, **kwargs: Any):
         """Load a Hugging Face Longformer checkpoint (folder, file or Hub id); returns the model in eval mode.
 
         Reads `model.safetensors` (no torch needed), sharded safetensors, `pytorch_model.bin` (needs torch) or its
         sharded index. `dtype=jnp.bfloat16` casts the parameters (and so the compute); `compute_dtype=jnp.bfloat16`
-        keeps them in float32 and computes in bfloat16 (mixed precision training). Keyword arguments that are
-        config fields (`num_labels=3`) update the config; `revision`, `cache_dir`, `local_files_only`, `token` go
-        to the Hub.
+        keeps them in float32 and computes in bfloat16 (mixed precision training). `device` ("cpu", "gpu",
+        "gpu:1", a jax.Device) commits the parameters there, so every call runs there (default: JAX's default
+        device). Keyword arguments that are config fields (`num_labels=3`) update the config; `revision`,
+        `cache_dir`, `local_files_only`, `token` go to the Hub.
         """
         return load_pretrained(cls, name_or_path, config=config, dtype=dtype, compute_dtype=compute_dtype,
-                               output_loading_info=output_loading_info, rngs=rngs, **kwargs)
+                               device=device, output_loading_info=output_loading_info, rngs=rngs, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write `config.json` and `model.safetensors` (Hugging Face names and layouts; tied tensors once)."""

@@ -10,22 +10,33 @@ import torch
 from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetensors
 from converters.names import match_names
 
+from .. import semantics
 from ..config import LongformerConfig
 from ..hub import checkpoint_config, resolve_checkpoint
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype: torch.dtype | None,
-                    output_loading_info: bool, **kwargs: Any):
+                    output_loading_info: bool, device=None, **kwargs: Any):
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="pt", shard_paths=shard_paths)
 
-    model = cls(config)
+    with torch.device(torch_device(device)):  # the parameters are made there; the checkpoint's are copied in
+        model = cls(config)
     report = load_canonical_state(model, state, source=weights)
     if dtype is not None:
         model.to(dtype)
     model.eval()
     return (model, report.as_dict()) if output_loading_info else model
+
+
+def torch_device(device) -> torch.device:
+    """A torch device from `device`: a torch.device, a name (`semantics.device_spec`: "cpu", "gpu", "cuda:1") or
+    None (the CPU)."""
+    if device is None or isinstance(device, torch.device):
+        return torch.device("cpu" if device is None else device)
+    platform, index = semantics.device_spec(device)
+    return torch.device("cpu") if platform == "cpu" else torch.device("cuda" if platform == "gpu" else platform, index)
 
 
 def load_canonical_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"):

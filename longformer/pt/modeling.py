@@ -298,14 +298,16 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,
-                        dtype: torch.dtype | None = None, output_loading_info: bool = False, **kwargs: Any):
-        """Load a Hugging Face Longformer checkpoint (folder, file or Hub id); returns the model in eval mode.
+                        dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                        output_loading_info: bool = False, **kwargs: Any):
+        """Load a Hugging Face Longformer checkpoint (folder, file or Hub id); returns the model in eval mode, on
+        `device` ("cuda", "cuda:1", "gpu", a torch.device; default the CPU; `.to()` moves it later).
 
         Reads `model.safetensors`, `pytorch_model.bin` (with `weights_only=True`) or sharded versions of either.
         Keyword arguments that are config fields (`num_labels=3`, `attention_window=...`) update the config; the
         others (`revision`, `cache_dir`, `local_files_only`, `token`) go to the Hub.
         """
-        return load_pretrained(cls, name_or_path, config=config, dtype=dtype,
+        return load_pretrained(cls, name_or_path, config=config, dtype=dtype, device=device,
                                output_loading_info=output_loading_info, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
@@ -315,7 +317,10 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
     forward = LongformerPreTrainedMixin._call_head  # LongformerModel and question answering: their own
 
     def _forward(self, x: inputs.ModelInputs, labels: dict[str, Any], static: inputs.Static) -> dict[str, Any]:
-        """The encoder, then this model's head (eagerly, or inside the caller's torch.compile)."""
+        """The encoder, then this model's head (eagerly, or inside the caller's torch.compile), on the model's
+        device: inputs given elsewhere (NumPy arrays, CPU tensors) are copied there once, after the input checks."""
+        device = self.device
+        x = inputs.ModelInputs(*(None if t is None else t.to(device, non_blocking=True) for t in x))
         return self._head(self._base().encode(x, static), labels, static)
 
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from converters.checkpoint import SAFE_WEIGHTS, read_checkpoint, write_safetensors
 from converters.names import from_format_leaf, match_names
 
+from .. import semantics
 from ..config import LongformerConfig
 from ..hub import checkpoint_config, resolve_checkpoint
 
@@ -58,13 +59,23 @@ def canonical_state(model: keras.layers.Layer) -> dict[str, np.ndarray]:
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
-                    **kwargs: Any):
+                    device=None, **kwargs: Any):
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="numpy", shard_paths=shard_paths)
-    model = _build(cls, config, dtype)
-    report = load_canonical_state(model, state, source=weights)
+    with tf.device(tf_device(device)):  # the variables live there
+        model = _build(cls, config, dtype)
+        report = load_canonical_state(model, state, source=weights)
     return (model, report.as_dict()) if output_loading_info else model
+
+
+def tf_device(device) -> str | None:
+    """A TF device name from `device`: a name (`semantics.device_spec`: "cpu" -> "/CPU:0", "gpu" -> "/GPU:0",
+    "gpu:1" -> "/GPU:1"), a TF name ("/GPU:0") as it is, None: TF's own placement."""
+    if device is None or str(device).startswith("/"):
+        return device
+    platform, index = semantics.device_spec(device)
+    return f"/{platform.upper()}:{index}"
 
 
 def _build(cls, config: LongformerConfig, dtype):
