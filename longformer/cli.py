@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, bundled_checkpoint
+from . import __version__, bundled_checkpoint, semantics
 from .backends import BACKENDS, available_backends, load_backend
 from .config import LongformerConfig
 from .semantics import max_tokens
@@ -155,6 +155,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
     path = args.checkpoint or BUNDLED
     hub = {k: v for k, v in _hub_options(args).items() if v is not None}
+    if args.device is not None:
+        semantics.device_spec(args.device)  # a malformed name is refused before anything loads
+    if args.tolerance is None:
+        args.tolerance = default_tolerance(args.device, 1e-5)
     config = LongformerConfig.from_pretrained(path, **hub)
     if args.seq_len is None:
         args.seq_len = min(100, max_tokens(config))
@@ -197,8 +201,9 @@ def cmd_parity(args: argparse.Namespace) -> int:
                 model, tmp = _onnx_model(weights, shards, config, head)
             else:
                 module = load_backend(name)
-                model = getattr(module, head).from_pretrained(path, **hub)
-        with steps(f"parity: running {name}"):
+                with _device_scope(name, args.device):
+                    model = getattr(module, head).from_pretrained(path, device=args.device, **hub)
+        with steps(f"parity: running {name}"), _device_scope(name, args.device):
             module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)  # warm-up
             t = time.perf_counter()
             results[name] = module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)
@@ -206,7 +211,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
     print(f"checkpoint: {path}\nmodel: {head}, {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"windows {list(config.attention_windows)}\nbatch: 2 x {args.seq_len} tokens (one row padded), "
-          f"global tokens 3 / 1; tolerance {args.tolerance:g}\n")
+          f"global tokens 3 / 1; tolerance {args.tolerance:g}"
+          f"{'' if args.device is None else f'; device {args.device} (the NumPy reference and onnx: the CPU)'}\n")
     if tmp is not None:
         tmp.cleanup()
     names = list(results)
@@ -262,6 +268,7 @@ def _onnx_model(weights: str, shards: list[str] | None, config: LongformerConfig
 # The framework each format comes from; a format whose framework is missing is checked in another installed one.
 FORMAT_BACKEND = {"pt": "pt", "tf": "tf", "flax": "flax", "safetensors": "pt", "onnx": "pt"}
 FP16_ONNX_MAX_ERROR = 5e-2  # an fp16 export computes in fp16 (the source runs in fp32 with fp16-rounded weights)
+GPU_FP32_TOLERANCE = 1e-4  # fp32 on an accelerator (TF32 off) against the CPU
 
 
 def _hub_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -275,8 +282,10 @@ def _pick_backend(fmt: str) -> str:
     return preferred if preferred in installed else (installed[0] if installed else "numpy-reference")
 
 
-def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inputs, state=None, hub=None):
-    """Outputs of `head` loaded from `path` (or, given `state`, built from those canonical NumPy tensors)."""
+def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inputs, state=None, hub=None,
+               device: str | None = None):
+    """Outputs of `head` loaded from `path` (or, given `state`, built from those canonical NumPy tensors), run on
+    `device` (None: the framework's default; ONNX and the NumPy reference: the CPU)."""
     from converters.checkpoint import read_checkpoint
 
     from .hub import resolve_checkpoint
@@ -291,28 +300,48 @@ def _run_model(backend: str, head: str, path: str, config: LongformerConfig, inp
             weights, shards = resolve_checkpoint(path, **(hub or {}))
             state = read_checkpoint(weights, shard_paths=shards)
         return ReferenceModel(config, state)(**inputs)
+    import importlib
+
     module = load_backend(backend)
     cls = getattr(module, head)
-    if state is None:
-        model = cls.from_pretrained(path, **(hub or {}))
-    else:
-        import importlib
+    checkpoint = importlib.import_module(f"longformer.{backend}.checkpoint")
+    with _device_scope(backend, device):
+        if state is None:
+            model = cls.from_pretrained(path, device=device, **(hub or {}))
+        else:
+            from converters.formats import numpy_to_torch
 
-        from converters.formats import numpy_to_torch
+            model = cls(config)
+            checkpoint.load_canonical_state(model, {k: numpy_to_torch(v) for k, v in state.items()}
+                                            if backend == "pt" else state, source=path)
+            if device is not None and backend != "tf":
+                checkpoint.place(model, device)
+            if hasattr(model, "eval"):
+                model.eval()
+        return module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)
 
-        model = cls(config)
-        checkpoint = importlib.import_module(f"longformer.{backend}.checkpoint")
-        checkpoint.load_canonical_state(model, {k: numpy_to_torch(v) for k, v in state.items()}
-                                        if backend == "pt" else state, source=path)
-        if hasattr(model, "eval"):
-            model.eval()
-    return module.forward_numpy(model, inputs, output_attentions=True, output_hidden_states=True)
+
+def _device_scope(backend: str, device: str | None):
+    """Where `backend` builds and runs on `device`: TensorFlow by scope (`tf.device`); PyTorch and JAX run where
+    their weights are (from_pretrained(device=...)), so nothing."""
+    if backend != "tf" or device is None:
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    from .tf.checkpoint import tf_device
+
+    return tf.device(tf_device(device))
+
+
+def default_tolerance(device: str | None, cpu: float) -> float:
+    """A check's default bound: `cpu` on the CPU, 1e-4 (fp32 without TF32) on an accelerator."""
+    return cpu if device is None or semantics.device_kind(device) == "cpu" else max(cpu, GPU_FP32_TOLERANCE)
 
 
 def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig, source_format: str,
                       target_format: str, dtype: str | None, seq_len: int, max_error: float,
                       hub: dict[str, Any] | None = None, steps: Steps | None = None, quantized: bool = False,
-                      min_agreement: float = 0.99) -> int:
+                      min_agreement: float = 0.99, device: str | None = None) -> int:
     """Run one batch through the source (in its framework) and the result (in its framework); print the largest
     difference per output field. With --dtype fp16/bf16 the source's weights are rounded the same way first, so
     the check measures the conversion, not the rounding. 0 if every field is within `max_error`, else 1.
@@ -334,7 +363,8 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
         inputs = {k: v[None] for k, v in inputs.items()}  # one example, two choices
     a, b = _pick_backend(source_format), "onnx" if target_format == "onnx" else _pick_backend(target_format)
     print(f"\nverify: {head}, batch 2 x {seq_len} tokens with global tokens and padding; source in {a}, result in "
-          f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}", flush=True)
+          f"{b}{f', source weights rounded to {dtype}' if dtype not in (None, 'fp32') else ''}"
+          f"{'' if device is None else f', on {device}'}", flush=True)
     state = None
     if dtype not in (None, "fp32") or a == "numpy-reference":
         with steps(f"verify: reading the source{' and rounding it to ' + dtype if dtype not in (None, 'fp32') else ''}"):
@@ -350,9 +380,9 @@ def verify_conversion(src: str, dst: str, *, head: str, config: LongformerConfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unused-pooler and similar loading notes are not the point here
         with steps(f"verify: the source in {a}"):
-            runs = [_run_model(a, head, src, config, batch, state, hub) for batch in batches]
+            runs = [_run_model(a, head, src, config, batch, state, hub, device) for batch in batches]
         with steps(f"verify: the result in {b}"):
-            results = [_run_model(b, head, dst, config, batch) for batch in batches]
+            results = [_run_model(b, head, dst, config, batch, device=device) for batch in batches]
     fields = [f for f in runs[0] if f in results[0] and runs[0][f] is not None and results[0][f] is not None
               and f != "loss"]
     if len(batches) > 1:
@@ -409,6 +439,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source_format = weights_format(resolve_weights(args.src, **hub))[0]
     if args.seq_len is not None and not args.no_verify:
         check_seq_len(checkpoint_config(args.src, None, **hub)[0], args.seq_len)
+    if args.device is not None:
+        semantics.device_spec(args.device)  # a malformed name is refused before anything is written
     if args.to == "onnx" and not args.no_verify:
         from ._frameworks import require
 
@@ -430,11 +462,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return 0
     max_error = args.max_error
     if max_error is None:
-        max_error = FP16_ONNX_MAX_ERROR if args.to == "onnx" and args.dtype == "fp16" else 5e-5
+        max_error = FP16_ONNX_MAX_ERROR if args.to == "onnx" and args.dtype == "fp16" else default_tolerance(
+            args.device, 5e-5)
     return verify_conversion(args.src, result.folder, head=result.head, config=result.config,
                              source_format=source_format, target_format=args.to, dtype=args.dtype,
                              seq_len=args.seq_len or 64, max_error=max_error, hub=hub, steps=steps,
-                             quantized=bool(args.quantize), min_agreement=args.min_agreement)
+                             quantized=bool(args.quantize), min_agreement=args.min_agreement, device=args.device)
 
 
 def cmd_from_roberta(args: argparse.Namespace) -> int:
@@ -569,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.99, help="--quantize int8: smallest allowed share of "
                    "positions whose predicted class (argmax) is unchanged (default 0.99)")
     p.add_argument("--no-verify", action="store_true", help="skip loading both and comparing outputs")
+    p.add_argument("--device", help="verify on this device: cpu, gpu, gpu:INDEX (default: each framework's own; "
+                   "onnx runs on the CPU)")
     p.add_argument("--seq-len", type=int, help="tokens per row in the check (default 64, or the most the model "
                    "takes when that is fewer)")
     hub_options(p)
@@ -580,8 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "installed one; onnx runs CHECKPOINT's model.onnx, or exports it first)")
     p.add_argument("--seq-len", type=int, help="tokens per row (default 100, or the most the model takes when that "
                    "is fewer)")
-    p.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed difference (default 1e-5)")
+    p.add_argument("--tolerance", type=float, help="largest allowed difference (default 1e-5; 1e-4 on a GPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference (large models)")
+    p.add_argument("--device", help="run the backends on this device: cpu, gpu, gpu:INDEX (default: each "
+                   "framework's own; the NumPy reference and onnx run on the CPU)")
     hub_options(p)
     p.set_defaults(func=cmd_parity)
     p = sub.add_parser("inspect", parents=[debug],

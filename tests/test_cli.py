@@ -32,6 +32,22 @@ def test_parity_with_unknown_backend():
     assert result.returncode == 2 and "Unknown backend 'mxnet'" in result.stderr
 
 
+def test_parity_and_convert_on_a_named_device(tmp_path):
+    """--device runs the backends there (the CPU here; benchmarks/gpu_check.sh runs them on a GPU); a device that is
+    not here, or not a device name, is one line, before anything is written."""
+    from longformer.cli import bundled_checkpoint
+
+    result = longformer("parity", "--backends", "pt", "--seq-len", "37", "--device", "cpu")
+    assert result.returncode == 0 and "device cpu" in result.stdout, result.stdout + result.stderr
+    result = longformer("convert", bundled_checkpoint(), str(tmp_path / "out"), "--device", "cpu")
+    assert result.returncode == 0 and "on cpu" in result.stdout and "PASS" in result.stdout, result.stderr
+    result = longformer("parity", "--backends", "pt", "--device", "gpu:7")
+    assert result.returncode == 2 and "No CUDA device 'gpu:7' here" in result.stderr
+    result = longformer("convert", bundled_checkpoint(), str(tmp_path / "never"), "--device", "gpu:x")
+    assert result.returncode == 2 and "Not a device name: 'gpu:x'" in result.stderr
+    assert not (tmp_path / "never").exists()
+
+
 def test_inspect_reports_format_and_problems(tmp_path):
     from longformer.cli import bundled_checkpoint
 

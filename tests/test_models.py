@@ -116,6 +116,14 @@ def test_the_device_path_matches_the_reference(tmp_path_factory, backend, device
         np.testing.assert_allclose(grads[name], g, atol=GRAD_ATOL, err_msg=f"{backend.name} {device} {name}")
 
 
+def test_a_device_that_is_not_here_is_refused(tmp_path_factory, backend):
+    """A device the framework cannot see is a ValueError naming it (TensorFlow would otherwise place the weights on
+    the CPU without a word)."""
+    folder, _ = checkpoint(tmp_path_factory, "LongformerForMaskedLM", attention_window=WINDOWS)
+    with pytest.raises(ValueError, match="No .*device 'gpu:7' here"):
+        backend.load(folder, "LongformerForMaskedLM", device="gpu:7")
+
+
 # Half precision against the float64 reference. Tolerance derived from the unit roundoff u (bf16 2^-8, fp16
 # 2^-11): the tiny model's fields are O(1) (LayerNorm outputs, logits of 32-wide products of 0.1-scale weights);
 # each of its 2 layers rounds about 8 such tensors (4 projections, context, 2 FFN products, residual) and the

@@ -56,11 +56,17 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
     report = load_canonical_state(model, state, source=weights)
     if dtype is not None:
         cast_params(model, dtype)
-    if device is not None:  # committed there: every call runs there (inputs follow)
-        nnx.update(model, jax.device_put(nnx.state(model), jax_device(device)))
+    if device is not None:
+        place(model, device)
     model.compute_dtype = compute_dtype
     model.eval()
     return (model, report.as_dict()) if output_loading_info else model
+
+
+def place(model: nnx.Module, device) -> nnx.Module:
+    """`model`'s state committed to `device` (`jax_device`), in place: every call runs there (inputs follow)."""
+    nnx.update(model, jax.device_put(nnx.state(model), jax_device(device)))
+    return model
 
 
 def jax_device(device) -> jax.Device:

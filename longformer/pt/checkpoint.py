@@ -30,13 +30,23 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
     return (model, report.as_dict()) if output_loading_info else model
 
 
+def place(model: torch.nn.Module, device) -> torch.nn.Module:
+    """`model` on `device` (`torch_device`), in place."""
+    return model.to(torch_device(device))
+
+
 def torch_device(device) -> torch.device:
     """A torch device from `device`: a torch.device, a name (`semantics.device_spec`: "cpu", "gpu", "cuda:1") or
     None (the CPU)."""
     if device is None or isinstance(device, torch.device):
         return torch.device("cpu" if device is None else device)
     platform, index = semantics.device_spec(device)
-    return torch.device("cpu") if platform == "cpu" else torch.device("cuda" if platform == "gpu" else platform, index)
+    if platform == "cpu":
+        return torch.device("cpu")
+    if platform == "gpu" and index >= torch.cuda.device_count():
+        raise ValueError(f"No CUDA device {device!r} here ({torch.cuda.device_count()} visible to torch "
+                         f"{torch.__version__}).")
+    return torch.device("cuda" if platform == "gpu" else platform, index)
 
 
 def load_canonical_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"):

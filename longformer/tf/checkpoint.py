@@ -75,6 +75,9 @@ def tf_device(device) -> str | None:
     if device is None or str(device).startswith("/"):
         return device
     platform, index = semantics.device_spec(device)
+    if index >= len(tf.config.list_logical_devices(platform.upper())):  # TF would quietly run elsewhere
+        raise ValueError(f"No TensorFlow device {device!r} here "
+                         f"({', '.join(d.name for d in tf.config.list_logical_devices())}).")
     return f"/{platform.upper()}:{index}"
 
 
