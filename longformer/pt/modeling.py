@@ -331,8 +331,15 @@ class TorchOps(inputs.Ops):
     int_dtype = torch.int64
 
     def tensor(self, x):
-        """A tensor of the input's own dtype (NumPy int64 stays int64, a float stays float)."""
-        return x if x is None or isinstance(x, torch.Tensor) else torch.as_tensor(x)
+        """A tensor of the input's own dtype (NumPy int64 stays int64, a float stays float). Integer inputs on an
+        accelerator are read to the host once: the checks and masks run there (one transfer, not one wait per
+        check), and `_forward` copies the results to the model's device."""
+        if x is None:
+            return None
+        t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+        if t.device.type != "cpu" and not t.is_floating_point() and not torch.compiler.is_compiling():
+            t = t.cpu()
+        return t
 
     def kind(self, t) -> str:
         if t.dtype == torch.bool:
