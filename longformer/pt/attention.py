@@ -187,7 +187,9 @@ _COMPILED_FLEX = []
 
 
 def _compiled_flex():
-    """flex_attention compiled once per process (uncompiled, it builds the N x N scores)."""
+    """flex_attention compiled once per process (uncompiled, it builds the N x N scores), for static shapes: each
+    (batch, padded length) compiles once. (Dynamic shapes failed to compile on the CPU in torch 2.13: the C++
+    kernel for a 3-block length did not build.)"""
     if not _COMPILED_FLEX:
         from torch.nn.attention.flex_attention import flex_attention
 
