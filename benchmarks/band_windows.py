@@ -29,9 +29,9 @@ def measure(backend: str, windows: list[int], length: int, repeats: int, strateg
 
     import numpy as np
 
-    from longformer.semantics import BAND_STRATEGY, query_block
+    from longformer.semantics import band_strategy, query_block
 
-    strategy = strategy or BAND_STRATEGY[backend]
+    strategy = strategy or band_strategy(backend, "cpu")
     attention = importlib.import_module(f"longformer.{backend}.attention")
     B, nh, hd = 1, 12, 64
     r = np.random.default_rng(0)
