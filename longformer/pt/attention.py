@@ -104,9 +104,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
     tensors = (q, k, v) if global_k is None else (q, k, v, global_k, global_v)
     wants_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if strategy == "flex":
-        # FlexAttention gives no probabilities, has no attention dropout and no backward on a CPU.
-        if not (return_probs or rate or (wants_grad and q.device.type == "cpu")) and (
-                global_k is None or is_global is not None):
+        if flex_runs(q, return_probs, rate, wants_grad) and (global_k is None or is_global is not None):
             return flex_band_attention(q, k, v, key_valid, is_global, w), None
         strategy = "batched"
     B, N, nh, hd = q.shape
@@ -138,6 +136,15 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid:
 
 
 FLEX_BLOCK = semantics.QUERY_BLOCK["flex"]["pt"]  # FlexAttention's query and key block
+
+
+def flex_runs(q: torch.Tensor, return_probs: bool, rate: float, wants_grad: bool) -> bool:
+    """Whether the "flex" strategy can take this call; where it cannot, "batched" does. FlexAttention gives no
+    probabilities and has no attention dropout; it has no backward on a CPU; its GPU kernels want a head size that
+    is a power of two, at least 16 (longformer-base and -large: 64)."""
+    hd = q.shape[-1]
+    on_cpu = q.device.type == "cpu"
+    return not (return_probs or rate or (wants_grad and on_cpu) or (not on_cpu and (hd < 16 or hd & (hd - 1))))
 
 
 def flex_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor,
