@@ -81,3 +81,21 @@ def test_feed_forward_gradients_equal_autograds():
         out = lpt.modeling.FeedForward.apply(x, w1, b1, w2, b2)
         for a, b in zip(torch.autograd.grad((out * d_out).sum(), wanted), want, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_attention_dropout_masks_are_fair_and_repeatable(rate):
+    """The band's dropout masks (16-bit draws, drawn again in the backward): the same (seed, step) gives the same
+    mask, another step another; the share dropped is the rate and the mean of the mask 1 (expectation kept)."""
+    from longformer.pt.attention import AttentionDropout
+
+    p = torch.ones(64, 128, 576)  # one "rows" step's probabilities, 4.7M entries
+    drop = AttentionDropout(rate, seed=1234)
+    mask = drop.keep(p, 3)
+    assert torch.equal(mask, drop.keep(p, 3)) and not torch.equal(mask, drop.keep(p, 4))
+    values = mask.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / (1 - rate), rel=1e-4)
+    # Binomial: the share's standard deviation is sqrt(rate (1 - rate) / n) < 2.4e-4; 5 sigma.
+    assert abs(float((mask == 0).float().mean()) - rate) < 1.2e-3
+    assert abs(float(mask.mean()) - 1.0) < 2.4e-3
+    assert mask.dtype == p.dtype and mask.shape == p.shape

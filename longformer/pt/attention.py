@@ -69,11 +69,18 @@ class AttentionDropout(NamedTuple):
         return p * self.keep(p, step)
 
     def keep(self, p: torch.Tensor, step: int) -> torch.Tensor:
-        """The step's mask, 0 or 1 / (1 - rate), in p's shape and dtype."""
+        """The step's mask, 0 or 1 / (1 - rate'), in p's shape and dtype. Each element is a uniform 16-bit draw,
+        three from each 64-bit draw of the generator (whose top bit is always 0, so its fourth 16 bits go unused):
+        a third of the generator's work of float draws (a longformer-base training step at n = 4096 on 2 CPU
+        cores: 27.0-27.5 s against 29.8-30.4 s, alternating). rate' = round(rate * 2^16) / 2^16 is the rate to
+        8e-6, and the scale 1 / (1 - rate') keeps the expected value exact."""
         generator = torch.Generator(device=p.device)
         generator.manual_seed(hash((self.seed, step)) & (2**63 - 1))
-        draw = torch.rand(p.shape, generator=generator, device=p.device)
-        return (draw >= self.rate).to(p.dtype).div_(1.0 - self.rate)
+        count = p.numel()
+        words = torch.empty(-(-count // 3), dtype=torch.int64, device=p.device).random_(generator=generator)
+        draw = words.view(torch.int16).view(-1, 4)[:, :3].reshape(-1)[:count].view(p.shape)
+        dropped = round(self.rate * 2**16)
+        return (draw >= dropped - 2**15).to(p.dtype).mul_(2**16 / (2**16 - dropped))
 
 
 def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor, w: int, block: int,
