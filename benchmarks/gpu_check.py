@@ -13,7 +13,8 @@ source tree). Steps, each in its own processes, under one time budget (default 8
    n = 4096, with its peak memory.
 
 Writes gpu-check.json and gpu-check.md (ratios against Hugging Face in the same run) into --out. `--device cpu
---quick` runs every step on a tiny model on the CPU (CI), so a GPU run fails only for GPU reasons. Exit 1 when the
+--quick` runs every step on a tiny model on the CPU (CI; the forward in bf16 only, fp32 in the training step), so
+a GPU run fails only for GPU reasons. Exit 1 when the
 matrix fails or one of our runs fails; Hugging Face running out of memory is a result, not a failure.
 """
 
@@ -32,7 +33,7 @@ SIZES = {
     "full": dict(layers=12, hidden=768, heads=12, ffn=3072, vocab=50265, window=512, lengths=[4096, 16384],
                  batches=[1, 8], train_n=4096, repeat=3),
     "quick": dict(layers=2, hidden=64, heads=4, ffn=128, vocab=1000, window=32, lengths=[128], batches=[1, 2],
-                  train_n=128, repeat=2),
+                  train_n=128, repeat=2, dtypes=["bfloat16"]),  # fp32 runs in the training step
 }
 FORWARD_IMPLS = ["hf", "pt", "pt-batched", "flax"]
 TRAIN_IMPLS = ["hf", "pt", "flax"]
@@ -60,7 +61,7 @@ def main() -> int:
     print(f"matrix: {report['matrix']['summary']}", flush=True)
     report["forward"], report["train"] = [], []
     configs = sorted(((n, b) for n in size["lengths"] for b in size["batches"]), key=lambda c: (c[0] * c[1], c[0]))
-    for dtype in DTYPES:
+    for dtype in size.get("dtypes", DTYPES):
         for impl in FORWARD_IMPLS:
             # One process per implementation and dtype, the shapes in increasing size (JAX's peak counter cannot be
             # reset: each shape's peak is the process's so far, which the largest shape yet sets).
