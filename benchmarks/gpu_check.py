@@ -120,7 +120,7 @@ def run_matrix(args, deadline: float) -> dict:
 
 def spawn(spec: dict, deadline: float, out: str) -> list[dict]:
     """One worker process; its JSON lines, or an error row per shape it did not report."""
-    rows, left = [], deadline - time.monotonic()
+    left = deadline - time.monotonic()
     label = f"{spec['task']} {spec['impl']} {spec['dtype']} {spec['configs']}"
     if left < 20:
         return [dict(task=spec["task"], impl=spec["impl"], dtype=spec["dtype"], n=n, batch=b,

@@ -155,8 +155,6 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
     path = args.checkpoint or BUNDLED
     hub = {k: v for k, v in _hub_options(args).items() if v is not None}
-    if args.device is not None:
-        semantics.device_spec(args.device)  # a malformed name is refused before anything loads
     if args.tolerance is None:
         args.tolerance = default_tolerance(args.device, 1e-5)
     config = LongformerConfig.from_pretrained(path, **hub)
@@ -439,8 +437,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source_format = weights_format(resolve_weights(args.src, **hub))[0]
     if args.seq_len is not None and not args.no_verify:
         check_seq_len(checkpoint_config(args.src, None, **hub)[0], args.seq_len)
-    if args.device is not None:
-        semantics.device_spec(args.device)  # a malformed name is refused before anything is written
     if args.to == "onnx" and not args.no_verify:
         from ._frameworks import require
 
@@ -560,6 +556,16 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def device_name(value: str) -> str:
+    """--device: a device name (`semantics.device_spec`), refused by the parser, before anything loads or is
+    written."""
+    try:
+        semantics.device_spec(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longformer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -602,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.99, help="--quantize int8: smallest allowed share of "
                    "positions whose predicted class (argmax) is unchanged (default 0.99)")
     p.add_argument("--no-verify", action="store_true", help="skip loading both and comparing outputs")
-    p.add_argument("--device", help="verify on this device: cpu, gpu, gpu:INDEX (default: each framework's own; "
+    p.add_argument("--device", type=device_name, help="verify on this device: cpu, gpu, gpu:INDEX (default: each framework's own; "
                    "onnx runs on the CPU)")
     p.add_argument("--seq-len", type=int, help="tokens per row in the check (default 64, or the most the model "
                    "takes when that is fewer)")
@@ -617,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "is fewer)")
     p.add_argument("--tolerance", type=float, help="largest allowed difference (default 1e-5; 1e-4 on a GPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference (large models)")
-    p.add_argument("--device", help="run the backends on this device: cpu, gpu, gpu:INDEX (default: each "
+    p.add_argument("--device", type=device_name, help="run the backends on this device: cpu, gpu, gpu:INDEX (default: each "
                    "framework's own; the NumPy reference and onnx run on the CPU)")
     hub_options(p)
     p.set_defaults(func=cmd_parity)

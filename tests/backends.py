@@ -10,6 +10,7 @@ import contextlib
 import numpy as np
 
 from longformer.backends import available_backends, load_backend
+from longformer.semantics import device_kind
 
 BACKENDS = available_backends()
 DTYPES = ("float32", "bfloat16", "float16")
@@ -41,7 +42,7 @@ class PtAdapter:
         return getattr(self.module, head).from_pretrained(folder, dtype=getattr(self.torch, dtype), device=device)
 
     def param_devices(self, model) -> set[str]:
-        return {p.device.type.replace("cuda", "gpu") for p in model.parameters()}
+        return {device_kind(p.device.type) for p in model.parameters()}
 
     def _tensors(self, model, inputs):
         return {k: self.torch.as_tensor(v).to(model.device) for k, v in inputs.items()}
@@ -117,7 +118,7 @@ class FlaxAdapter:
 
     def param_devices(self, model) -> set[str]:
         state = self.nnx.state(model, self.nnx.Param)
-        return {d.platform for leaf in self.jax.tree.leaves(state) for d in leaf.devices()}
+        return {device_kind(d.platform) for leaf in self.jax.tree.leaves(state) for d in leaf.devices()}
 
     def call(self, model, inputs, *, train: bool = False, **kwargs):
         model.train() if train else model.eval()
@@ -179,7 +180,7 @@ class TfAdapter:
         return model
 
     def param_devices(self, model) -> set[str]:
-        return {v.value.device.rsplit("/", 1)[-1].split(":")[-2].lower() for v in model.weights}
+        return {device_kind(v.value.device) for v in model.weights}
 
     def call(self, model, inputs, *, train: bool = False, **kwargs):
         with self.tf.device("/GPU:0" if getattr(model, "device_name", "cpu") == "gpu" else "/CPU:0"):
