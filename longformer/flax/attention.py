@@ -245,7 +245,7 @@ def _global_scores(q, global_k, slot_bias, acc):
 
 # ------------------------------------------------------------------------------- the band's own backward
 def _band_rows_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_out, block, dropout, dropout_key):
-    """Gradients of q, k, v (in the softmax dtype) for the "rows" strategy: `lax.map` over rows, as the forward."""
+    """Gradients of q, k, v (in the softmax dtype) for the "rows" strategy: a loop over rows, as the forward."""
     B, Nq, nh, hd = q_pad.shape
     width = band_bias.shape[1]
     acc = lse.dtype
@@ -255,16 +255,24 @@ def _band_rows_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_
 
     keys = None if dropout_key is None else jax.random.split(dropout_key, B * nh)
 
-    def one_row(args):
-        row, q_r, k_r, v_r, do_r, lse_r, delta_r, key = args
-        dq, dk_parts, dv_parts = _band_blocks_backward(
-            q_r.reshape(-1, block, hd), [x[0, 0] for x in _key_windows(k_r[None], block, width)],
-            [x[0, 0] for x in _key_windows(v_r[None], block, width)], band_bias, key_bias[row // nh],
-            lse_r.reshape(-1, block, 1), delta_r.reshape(-1, block, 1), do_r.reshape(-1, block, hd), dropout, key)
-        return dq.reshape(Nq, hd), _add_parts(dk_parts, 0).reshape(-1, hd), _add_parts(dv_parts, 0).reshape(-1, hd)
+    q_rows, k_rows, v_rows, do_rows = rows(q_pad), rows(k_pad), rows(v_pad), rows(d_out)
+    lse_rows, delta_rows = lse.reshape(B * nh, Nq), delta.reshape(B * nh, Nq)
 
-    dq, dk, dv = jax.lax.map(one_row, (jnp.arange(B * nh), rows(q_pad), rows(k_pad), rows(v_pad), rows(d_out),
-                                       lse.reshape(B * nh, Nq), delta.reshape(B * nh, Nq), keys))
+    def one_row(row, grads):
+        dq, dk_parts, dv_parts = _band_blocks_backward(
+            q_rows[row].reshape(-1, block, hd), [x[0, 0] for x in _key_windows(k_rows[row][None], block, width)],
+            [x[0, 0] for x in _key_windows(v_rows[row][None], block, width)], band_bias, key_bias[row // nh],
+            lse_rows[row].reshape(-1, block, 1), delta_rows[row].reshape(-1, block, 1),
+            do_rows[row].reshape(-1, block, hd), dropout, None if keys is None else keys[row])
+        row_grads = dq.reshape(Nq, hd), _add_parts(dk_parts, 0).reshape(-1, hd), _add_parts(dv_parts, 0).reshape(-1, hd)
+        return tuple(g.at[row].set(r.astype(g.dtype)) for g, r in zip(grads, row_grads, strict=True))
+
+    # The result buffers are filled with a zero computed from the incoming gradient (0 * one element): constant
+    # buffers would be allocated by XLA's CPU scheduler at the start of the step, one per layer, kept to here.
+    zero = 0 * d_out.reshape(-1)[0].astype(acc)
+    dq, dk, dv = jax.lax.fori_loop(0, B * nh, one_row, (jnp.full((B * nh, Nq, hd), zero),
+                                                        jnp.full((B * nh, k_pad.shape[1], hd), zero),
+                                                        jnp.full((B * nh, v_pad.shape[1], hd), zero)))
 
     def back(x):  # (B * nh, P, hd) -> (B, P, nh, hd)
         return x.reshape(B, nh, -1, hd).transpose(0, 2, 1, 3).astype(acc)

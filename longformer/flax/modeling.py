@@ -69,6 +69,57 @@ def _lookup(embed: nnx.Embed, ids: jax.Array, padding_idx: int | None = None) ->
     return jnp.where((ids == padding_idx)[..., None], jax.lax.stop_gradient(x), x)
 
 
+def _gelu(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+def recomputed(fn, *args):
+    """`fn(*args)` (a pure function of pytrees), checkpointed: the forward keeps only `args`, the backward runs
+    `fn` again and differentiates that.
+
+    The recomputation waits for the gradient of the output (its inputs are shifted by 0 * one element of it):
+    without that data dependence XLA's CPU scheduler runs it early, right after the forward, or merges it with the
+    forward (CSE), so that `jax.checkpoint` (`nnx.remat`) saves nothing on the CPU."""
+
+    @jax.custom_vjp
+    def run(*args):
+        return fn(*args)
+
+    def run_fwd(*args):
+        saved = jax.tree.map(lambda a: a, args)  # before the call: it advances the RNG counts of nnx variables in place
+        return fn(*args), saved
+
+    def run_bwd(args, d_out):
+        d_first = next(d for d in jax.tree.leaves(d_out) if jnp.issubdtype(d.dtype, jnp.floating))
+        zero = 0 * d_first.reshape(-1)[0]
+        return jax.vjp(fn, *jax.tree.map(lambda a: _plus(a, zero), args))[1](d_out)
+
+    run.defvjp(run_fwd, run_bwd)
+    return run(*args)
+
+
+def recompute_module(fn, module: nnx.Module, *args):
+    """`fn(module, *args)` through `recomputed`: the module's state (parameters, and the RNG keys and counts of its
+    dropout, so the recomputation draws the same masks) is an input; the counts the call advanced are written back."""
+    graphdef, state = nnx.split(module)
+
+    def pure(state, *args):
+        m = nnx.merge(graphdef, state)
+        return fn(m, *args), nnx.state(m, nnx.RngCount)
+
+    out, counts = recomputed(pure, state, *args)
+    nnx.update(module, counts)
+    return out
+
+
+def _plus(a: jax.Array, zero: jax.Array) -> jax.Array:
+    """`a` + a zero computed from data: the same values, but not before `zero` exists (floats and PRNG keys)."""
+    if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jax.random.key_data(a) + zero.astype(jnp.uint32),
+                                        impl=jax.random.key_impl(a))
+    return a + zero.astype(a.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+
 # ---------------------------------------------------------------------------------------------- embeddings
 class LongformerEmbeddings(nnx.Module):
     def __init__(self, config: LongformerConfig, rngs: nnx.Rngs):
@@ -172,7 +223,9 @@ class LongformerIntermediate(nnx.Module):
         self.dense = _linear(config.hidden_size, config.intermediate_size, config, rngs, COLUMN)
 
     def __call__(self, x):
-        return jax.nn.gelu(self.dense(x), approximate=False)  # exact (erf) GELU
+        # Exact (erf) GELU, recomputed in the backward: the forward keeps its input only (not the erf and exp terms
+        # of its derivative: three (N, 3072) arrays per layer).
+        return recomputed(_gelu, self.dense(x))
 
 
 class LongformerOutput(LongformerSelfOutput):
@@ -195,10 +248,6 @@ class LongformerLayer(nnx.Module):
         return out, probs, global_probs
 
 
-def _layer_call(layer: LongformerLayer, h, masks, output_attentions):
-    return layer(h, masks, output_attentions)
-
-
 class LongformerEncoder(nnx.Module):
     def __init__(self, config: LongformerConfig, rngs: nnx.Rngs):
         self.layer = nnx.List([LongformerLayer(config, i, rngs) for i in range(config.num_hidden_layers)])
@@ -206,11 +255,14 @@ class LongformerEncoder(nnx.Module):
 
     def __call__(self, h, masks, output_attentions=False, output_hidden_states=False):
         all_hidden, all_attn, all_global = [], [], []
-        run = nnx.remat(_layer_call, static_argnums=(3,)) if self.gradient_checkpointing else _layer_call
         for layer in self.layer:
             if output_hidden_states:
                 all_hidden.append(h)
-            h, probs, global_probs = run(layer, h, masks, output_attentions)
+            if self.gradient_checkpointing:
+                h, probs, global_probs = recompute_module(
+                    lambda m, h, masks: m(h, masks, output_attentions), layer, h, masks)
+            else:
+                h, probs, global_probs = layer(h, masks, output_attentions)
             if output_attentions:
                 all_attn.append(probs)
                 all_global.append(global_probs)
