@@ -63,6 +63,11 @@ class PtAdapter:
         return float(loss.detach()), {n: p.grad.double().cpu().numpy() for n, p in model.named_parameters()
                                       if p.grad is not None}
 
+    def rng_snapshot(self, model):
+        """A function that puts the random state dropout draws from back to what it is now."""
+        state = self.torch.get_rng_state()
+        return lambda: self.torch.set_rng_state(state)
+
     def adamw_losses(self, folder, head: str, inputs, steps: int, mixed: bool) -> tuple[list[float], str]:
         """`steps` AdamW steps (lr 1e-3) from the checkpoint; `mixed`: torch.autocast bf16, float32 weights. Returns
         the losses and the dtype of the last logits."""
@@ -136,6 +141,11 @@ class FlaxAdapter:
         return float(loss), {canonical_key(path)[0]: np.asarray(v.get_value(), np.float64)
                              for path, v in self.nnx.to_flat_state(grads)}
 
+    def rng_snapshot(self, model):
+        """A function that puts the random state dropout draws from back to what it is now."""
+        state = self.jax.tree.map(lambda x: x, self.nnx.state(model, self.nnx.RngState))
+        return lambda: self.nnx.update(model, state)
+
     def adamw_losses(self, folder, head: str, inputs, steps: int, mixed: bool) -> tuple[list[float], str]:
         """`steps` AdamW steps (optax, lr 1e-3); `mixed`: compute_dtype=bfloat16, float32 parameters."""
         import optax
@@ -199,6 +209,12 @@ class TfAdapter:
         grads = tape.gradient(loss, list(variables.values()))
         return float(loss), {key: np.asarray(self.tf.convert_to_tensor(g), np.float64)
                              for key, g in zip(variables, grads, strict=True) if g is not None}
+
+    def rng_snapshot(self, model):
+        """A function that puts the random state dropout draws from (the seed generators' states, the model's
+        non-trainable variables) back to what it is now."""
+        state = [(v, v.numpy()) for v in model.non_trainable_variables]
+        return lambda: [v.assign(value) for v, value in state]
 
     def adamw_losses(self, folder, head: str, inputs, steps: int, mixed: bool) -> tuple[list[float], str]:
         """`steps` AdamW steps (Keras, lr 1e-3); `mixed`: the mixed_bfloat16 policy, float32 variables."""

@@ -179,6 +179,25 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path_factory, backe
         assert np.abs(g - remat[key]).max() <= 1e-6 * max(1.0, np.abs(g).max()), key
 
 
+def test_gradient_checkpointing_draws_the_forwards_dropout_masks(tmp_path_factory, backend):
+    """With dropout on, a checkpointed step from the same random state gives the plain step's gradients: the
+    recomputation draws the forward's masks (a step from the state after it draws new ones)."""
+    head = "LongformerForTokenClassification"
+    folder, _ = checkpoint(tmp_path_factory, head, attention_window=WINDOWS, hidden_dropout_prob=0.2,
+                           attention_probs_dropout_prob=0.2)
+    model = backend.load(folder, head)
+    inputs = make_inputs("padded_globals", head)
+    restore = backend.rng_snapshot(model)
+    loss, plain = backend.grads(model, inputs, head)
+    restore()
+    model.gradient_checkpointing_enable()
+    again, remat = backend.grads(model, inputs, head)
+    later, _ = backend.grads(model, inputs, head)
+    assert abs(again - loss) <= 1e-6 and abs(later - loss) > 1e-4 and plain.keys() == remat.keys()
+    for key, g in plain.items():
+        assert np.abs(g - remat[key]).max() <= 1e-6 * max(1.0, np.abs(g).max()), key
+
+
 def test_mixed_precision_training_tracks_float32(tmp_path_factory, backend):
     """Mixed precision as each framework's users run it (torch.autocast bf16; Flax `compute_dtype=jnp.bfloat16`;
     Keras' mixed_bfloat16 policy): float32 master weights, eight AdamW steps track the float32 losses within one

@@ -61,10 +61,10 @@ class Dropout(keras.layers.Dropout):
     """`keras.layers.Dropout` whose masks come from the attention's `_dropout` (stateless Philox, seeded by the
     layer's own seed generator): Keras' own op compiles under XLA on CPU to a generator ~30x slower."""
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, seed=None):
         if not training or self.rate == 0.0:
             return inputs
-        return _dropout(inputs, self.rate, tf.cast(self.seed_generator.next(), tf.int64))
+        return _dropout(inputs, self.rate, tf.cast(self.seed_generator.next() if seed is None else seed, tf.int64))
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
@@ -127,7 +127,7 @@ class LongformerSelfAttention(keras.layers.Layer):
             dense.build((None, None, H))
         self.built = True
 
-    def call(self, h, masks: inputs.AttentionMasks, output_attentions: bool = False, training=False):
+    def call(self, h, masks: inputs.AttentionMasks, output_attentions: bool = False, training=False, seed=None):
         B, N, H = _shape(h)
         nh, hd, w = self.num_heads, self.head_dim, self.window // 2
         scale = 1.0 / math.sqrt(hd)
@@ -141,7 +141,8 @@ class LongformerSelfAttention(keras.layers.Layer):
             global_v = tf.transpose(tf.gather(v, masks.slot_position, axis=1, batch_dims=1), [0, 2, 1, 3])
         band_seed = rows_seed = None
         if training and self.dropout_rate > 0:
-            band_seed, rows_seed = tf.unstack(tf.random.experimental.stateless_split(self.seed_generator.next(), 2))
+            seed = self.seed_generator.next() if seed is None else seed
+            band_seed, rows_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         strategy = self.strategy or semantics.band_strategy("tf", h.device or "cpu")
         context, probs = band_attention(
             q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, strategy, "tf"),
@@ -178,8 +179,8 @@ class LongformerSelfOutput(keras.layers.Layer):
         self.LayerNorm.build((None, None, self.dense.units))
         self.built = True
 
-    def call(self, x, residual, training=False):
-        return self.LayerNorm(self.dropout(self.dense(x), training=training) + residual)
+    def call(self, x, residual, training=False, seed=None):
+        return self.LayerNorm(self.dropout(self.dense(x), training=training, seed=seed) + residual)
 
 
 class LongformerAttention(keras.layers.Layer):
@@ -193,9 +194,10 @@ class LongformerAttention(keras.layers.Layer):
         self.output_.build()
         self.built = True
 
-    def call(self, h, masks, output_attentions=False, training=False):
-        out, probs, global_probs = self.self(h, masks=masks, output_attentions=output_attentions, training=training)
-        return self.output_(out, h, training=training), probs, global_probs
+    def call(self, h, masks, output_attentions=False, training=False, seeds=(None, None)):
+        out, probs, global_probs = self.self(h, masks=masks, output_attentions=output_attentions, training=training,
+                                             seed=seeds[0])
+        return self.output_(out, h, training=training, seed=seeds[1]), probs, global_probs
 
 
 # ---------------------------------------------------------------------------------------------- layer, encoder
@@ -232,10 +234,20 @@ class LongformerLayer(keras.layers.Layer):
             sub.build()
         self.built = True
 
-    def call(self, h, masks, output_attentions=False, training=False):
-        a, probs, global_probs = self.attention(h, masks=masks, output_attentions=output_attentions, training=training)
-        out = self.output_(self.intermediate(a), a, training=training)
+    def call(self, h, masks, output_attentions=False, training=False, seeds=(None, None, None)):
+        """`seeds`: the dropout seeds of the attention probabilities and the two outputs (default: each dropout draws
+        its own from its seed generator)."""
+        a, probs, global_probs = self.attention(h, masks=masks, output_attentions=output_attentions, training=training,
+                                                seeds=seeds[:2])
+        out = self.output_(self.intermediate(a), a, training=training, seed=seeds[2])
         return out, probs, global_probs
+
+    def draw_seeds(self) -> tuple:
+        """The seeds a training call draws, in `seeds` order (None for a dropout of rate 0)."""
+        sources = (self.attention.self, self.attention.output_.dropout, self.output_.dropout)
+        rates = (self.attention.self.dropout_rate, self.attention.output_.dropout.rate, self.output_.dropout.rate)
+        return tuple(source.seed_generator.next() if rate > 0 else None
+                     for source, rate in zip(sources, rates, strict=True))
 
 
 class LongformerEncoder(keras.layers.Layer):
@@ -284,10 +296,14 @@ _ENCODER_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # enco
 
 
 def _recompute_grad(layer: LongformerLayer, h, masks, output_attentions):
-    """Gradient checkpointing: keep only the layer's input; recompute its activations in the backward pass."""
+    """Gradient checkpointing: keep only the layer's input; recompute its activations in the backward pass. The
+    dropout seeds are drawn once, here, so the recomputation draws the forward's masks (a recomputation that drew
+    from the seed generators would get new ones: wrong gradients)."""
+    seeds = layer.draw_seeds()
+
     @tf.recompute_grad
     def run(x):
-        return layer(x, masks=masks, output_attentions=False, training=True)[0]
+        return layer(x, masks=masks, output_attentions=False, training=True, seeds=seeds)[0]
 
     if output_attentions:  # attention maps are outputs: compute them normally
         return layer(h, masks=masks, output_attentions=output_attentions, training=True)
