@@ -72,14 +72,17 @@ def train_flax(args):
         model.gradient_checkpointing_enable()
     ids, one_global = (jax.numpy.asarray(a) for a in inputs(args.n))
     label = jax.numpy.array([1])
+    # The functional form of a step (jax.jit over the split state): the compiled program returns the gradients only
+    # (nnx.jit over the module would also return a copy of every parameter).
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
-    @nnx.jit
-    def grads(model, ids, one_global, label):  # the batch as arguments, as in tf's step (not compile-time constants)
-        return nnx.grad(lambda m: m(ids, global_attention_mask=one_global, labels=label, num_global_slots=1).loss)(
-            model)
+    @jax.jit
+    def grads(params, rest, ids, one_global, label):  # the batch as arguments, as in tf's step (not constants)
+        m = nnx.merge(graphdef, params, rest)
+        return nnx.grad(lambda m: m(ids, global_attention_mask=one_global, labels=label, num_global_slots=1).loss)(m)
 
     def step():
-        jax.block_until_ready(grads(model, ids, one_global, label))
+        jax.block_until_ready(grads(params, rest, ids, one_global, label))
 
     return step, {"jax": jax.__version__}
 

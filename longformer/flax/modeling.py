@@ -204,7 +204,13 @@ class LongformerSelfOutput(nnx.Module):
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
     def __call__(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+        # Dropout, residual and LayerNorm run again in the backward, from the dense output and the residual: the
+        # forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
+        return recompute_module(_add_and_norm, self, self.dense(x), residual)
+
+
+def _add_and_norm(m: LongformerSelfOutput, y, residual):
+    return m.LayerNorm(m.dropout(y) + residual)
 
 
 class LongformerAttention(nnx.Module):
