@@ -299,14 +299,14 @@ def _recompute_grad(layer: LongformerLayer, h, masks, output_attentions):
     """Gradient checkpointing: keep only the layer's input; recompute its activations in the backward pass. The
     dropout seeds are drawn once, here, so the recomputation draws the forward's masks (a recomputation that drew
     from the seed generators would get new ones: wrong gradients)."""
+    if output_attentions:  # attention maps are outputs: compute them normally
+        return layer(h, masks=masks, output_attentions=output_attentions, training=True)
     seeds = layer.draw_seeds()
 
     @tf.recompute_grad
     def run(x):
         return layer(x, masks=masks, output_attentions=False, training=True, seeds=seeds)[0]
 
-    if output_attentions:  # attention maps are outputs: compute them normally
-        return layer(h, masks=masks, output_attentions=output_attentions, training=True)
     return run(h), None, None
 
 
