@@ -9,8 +9,9 @@ Every measurement runs in its own process, the implementations alternating for `
 best timed step; memory is the process's peak RSS above its RSS once the model is built (the gradients are in
 it). The RSS depends on the allocator as much as on the model: glibc by default keeps freed buffers under 32 MB
 in its heap (fragmented, still resident); `--mmap-threshold 131072` runs every process with
-MALLOC_MMAP_THRESHOLD_=131072, so that larger buffers are mapped and returned to the system when freed. Prints a markdown table, writes it to docs/<output>.md and the raw numbers to
-benchmarks/results/<output>.json. A process that fails (for example killed for memory) is reported as such.
+MALLOC_MMAP_THRESHOLD_=131072, so that larger buffers are mapped and returned to the system when freed. Prints a
+markdown table, writes it to docs/<output>.md and the raw numbers to benchmarks/results/<output>.json. A process
+that fails (for example killed for memory) is reported as such.
 """
 
 from __future__ import annotations

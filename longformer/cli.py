@@ -608,8 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.99, help="--quantize int8: smallest allowed share of "
                    "positions whose predicted class (argmax) is unchanged (default 0.99)")
     p.add_argument("--no-verify", action="store_true", help="skip loading both and comparing outputs")
-    p.add_argument("--device", type=device_name, help="verify on this device: cpu, gpu, gpu:INDEX (default: each framework's own; "
-                   "onnx runs on the CPU)")
+    p.add_argument("--device", type=device_name, help="verify on this device: cpu, gpu, gpu:INDEX (default: each "
+                   "framework's own; onnx runs on the CPU)")
     p.add_argument("--seq-len", type=int, help="tokens per row in the check (default 64, or the most the model "
                    "takes when that is fewer)")
     hub_options(p)
@@ -623,8 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "is fewer)")
     p.add_argument("--tolerance", type=float, help="largest allowed difference (default 1e-5; 1e-4 on a GPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference (large models)")
-    p.add_argument("--device", type=device_name, help="run the backends on this device: cpu, gpu, gpu:INDEX (default: each "
-                   "framework's own; the NumPy reference and onnx run on the CPU)")
+    p.add_argument("--device", type=device_name, help="run the backends on this device: cpu, gpu, gpu:INDEX "
+                   "(default: each framework's own; the NumPy reference and onnx run on the CPU)")
     hub_options(p)
     p.set_defaults(func=cmd_parity)
     p = sub.add_parser("inspect", parents=[debug],

@@ -250,12 +250,7 @@ def test_training_step_of_the_docs():
     assert losses[-1] < losses[0], losses
 
 
-
 # ---------------------------------------------------------------------------------------------- training memory
-def _head_grads(model, batch):
-    return nnx.grad(lambda m: m(**batch).loss)(model)
-
-
 def _planned_temp_bytes(layers: int, checkpointing: bool, n: int = 2048) -> int:
     """Bytes of temporary buffers XLA plans for a training step (jax.jit of nnx.grad over the split state)."""
     model = make("LongformerForSequenceClassification", num_hidden_layers=layers, hidden_size=64,
@@ -271,8 +266,8 @@ def _planned_temp_bytes(layers: int, checkpointing: bool, n: int = 2048) -> int:
     @jax.jit
     def grads(params, rest, ids, one_global):
         m = nnx.merge(graphdef, params, rest)
-        return _head_grads(m, dict(input_ids=ids, global_attention_mask=one_global, labels=jnp.array([1]),
-                                   num_global_slots=1))
+        return nnx.grad(lambda m: m(ids, global_attention_mask=one_global, labels=jnp.array([1]),
+                                    num_global_slots=1).loss)(m)
 
     compiled = grads.lower(params, rest, ids, one_global).compile()
     return compiled.memory_analysis().temp_size_in_bytes

@@ -98,8 +98,8 @@ def test_every_length_and_global_count(tmp_path_factory, backend, device, length
 def test_the_device_path_matches_the_reference(tmp_path_factory, backend, device, head):
     """`from_pretrained(device=...)` puts every weight on the device; NumPy inputs run there through the device's
     default band strategy (no probabilities asked: on a GPU, pt's FlexAttention kernel), and on an accelerator its
-    gradients match the CPU's other strategy's (no dropout: the two runs' masks would differ). Heads of 16 (FlexAttention's
-    smallest on a GPU)."""
+    gradients match the CPU's other strategy's (no dropout: the two runs' masks would differ). Heads of 16
+    (FlexAttention's smallest on a GPU)."""
     folder, reference = checkpoint(tmp_path_factory, head, attention_window=WINDOWS, hidden_dropout_prob=0.0,
                                    attention_probs_dropout_prob=0.0, hidden_size=64)
     inputs = make_inputs("padded_globals", head)
