@@ -160,12 +160,17 @@ def band_core(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot
     with_global = global_k is not None
 
     @tf.custom_gradient
-    def core(q_pad, k_pad, v_pad, *slots):
-        global_k, global_v = slots if with_global else (None, None)
-        context, lse = _band_forward(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot_bias,
+    def core(q_pad_in, k_pad_in, v_pad_in, *slots):
+        slots_in = slots if with_global else (None, None)
+        context, lse = _band_forward(q_pad_in, k_pad_in, v_pad_in, *slots_in, band_bias, key_bias, slot_bias,
                                      band_seed, global_seed, w, block, strategy, dropout)
 
         def grad(d_context):
+            # The recomputation waits for the output's gradient (its inputs plus 0 * one element of it): else XLA
+            # merges it with the forward (CSE) and keeps every block's probabilities from the forward instead.
+            zero = 0 * tf.reshape(d_context, [-1])[0]
+            q_pad, k_pad, v_pad, global_k, global_v = (None if x is None else x + tf.cast(zero, x.dtype)
+                                                       for x in (q_pad_in, k_pad_in, v_pad_in, *slots_in))
             acc = lse.dtype
             # delta_i = sum_j P_ij dP_ij over all of row i's keys (band and global) = dO_i . O_i.
             delta = tf.transpose(tf.reduce_sum(tf.cast(d_context, acc) * tf.cast(context, acc), -1),
@@ -322,7 +327,7 @@ def _band_blocks_backward(q_blk, k_win, v_win, band_bias, key_bias, lse, delta, 
     dp = tf.cast(tf.matmul(d_out, v_win, transpose_b=True), acc)
     p_used = p
     if dropout > 0:
-        keep = tf.cast(_dropout(tf.ones_like(p, q_blk.dtype), dropout, seed), acc)  # the forward's mask, scaled
+        keep = tf.cast(_dropout(tf.ones_like(p, q_blk.dtype), dropout, _after(seed, p)), acc)  # the forward's, scaled
         dp, p_used = dp * keep, p * keep
     ds = tf.cast(p * (dp - delta), q_blk.dtype)
     dq = tf.cast(tf.matmul(ds, k_win), acc)
@@ -338,7 +343,7 @@ def _merge_global_backward(q_pad, global_k, global_v, slot_bias, lse, delta, d_o
     dp = tf.cast(tf.einsum("bnhd,bhgd->bhng", d_out, tf.cast(global_v, d_out.dtype)), acc)
     p_used = p
     if dropout > 0:
-        keep = tf.cast(_dropout(tf.ones_like(p, q_pad.dtype), dropout, seed), acc)
+        keep = tf.cast(_dropout(tf.ones_like(p, q_pad.dtype), dropout, _after(seed, p)), acc)
         dp, p_used = dp * keep, p * keep
     ds = tf.cast(p * (dp - delta), q_pad.dtype)
     dq = tf.cast(tf.einsum("bhng,bhgd->bnhd", ds, tf.cast(global_k, ds.dtype)), acc)
@@ -397,7 +402,15 @@ def _dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None) -> tf.Tensor:
         return x
     if seed is None:
         raise ValueError("dropout in training needs a seed (a [2] integer tensor).")
-    return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed, rng_alg="philox")
+    return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=_after(seed, x), rng_alg="philox")
+
+
+def _after(seed: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """`seed` (as int64), available once `x` is: plus a zero computed from x (no value is both NaN and finite). A
+    mask drawn from its seed alone has no input to wait for: graph executors and XLA draw every layer's when the
+    step starts, and hold them all until used."""
+    x0 = tf.reshape(x, [-1])[0]
+    return tf.cast(seed, tf.int64) + tf.cast(tf.math.is_nan(x0) & tf.math.is_finite(x0), tf.int64)
 
 
 def _split(seed: tf.Tensor) -> tf.Tensor:

@@ -64,7 +64,57 @@ class Dropout(keras.layers.Dropout):
     def call(self, inputs, training=False, seed=None):
         if not training or self.rate == 0.0:
             return inputs
-        return _dropout(inputs, self.rate, tf.cast(self.seed_generator.next() if seed is None else seed, tf.int64))
+        return _dropout(inputs, self.rate, self.draw_seed(training, seed))
+
+    def draw_seed(self, training, seed=None):
+        """`seed`, or the next of the layer's seeds if a training call needs one (None if it needs none)."""
+        if not training or self.rate == 0.0:
+            return None
+        return tf.cast(self.seed_generator.next() if seed is None else seed, tf.int64)
+
+
+def _gelu(x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.gelu(x, approximate=False)
+
+
+def recomputed(fn, *args):
+    """`fn(*args)` (one tensor out), checkpointed: the forward keeps only the floating-point tensors of `args` (the
+    inputs; the other arguments, such as a dropout seed, are held as they are), the backward runs `fn` again and
+    differentiates that. Variables `fn` reads get their gradients as well (`tf.custom_gradient`'s `variables`).
+
+    The recomputation waits for the gradient of the output (its inputs are shifted by 0 * one element of it):
+    without that data dependence a graph optimizer may run it early, with the forward, or merge it with the
+    forward (CSE), and keep the intermediates after all."""
+    index = [i for i, a in enumerate(args) if isinstance(a, tf.Tensor) and a.dtype.is_floating]
+
+    def call(inputs):
+        full = list(args)
+        for i, x in zip(index, inputs, strict=True):
+            full[i] = x
+        return fn(*full)
+
+    @tf.custom_gradient
+    def run(*inputs):
+        def grad(d_out, variables=None):
+            zero = 0 * tf.reshape(d_out, [-1])[0]
+            shifted = [x + tf.cast(zero, x.dtype) for x in inputs]
+            watched = shifted + list(variables or [])
+            with tf.GradientTape() as tape:
+                tape.watch(shifted)
+                out = call(shifted)
+            grads = tape.gradient(out, watched, output_gradients=d_out)
+            return grads if variables is None else (grads[:len(inputs)], grads[len(inputs):])
+
+        return call(inputs), grad
+
+    return run(*(args[i] for i in index))
+
+
+def recompute_module(fn, module: keras.layers.Layer, *args):
+    """`fn(module, *args)` through `recomputed`: the module's weights are read inside, so they get their gradients
+    from the recomputation. Dropout seeds must be among `args` (drawn before: a recomputation that drew from the
+    seed generators would get new masks)."""
+    return recomputed(functools.partial(fn, module), *args)
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
@@ -180,7 +230,14 @@ class LongformerSelfOutput(keras.layers.Layer):
         self.built = True
 
     def call(self, x, residual, training=False, seed=None):
-        return self.LayerNorm(self.dropout(self.dense(x), training=training, seed=seed) + residual)
+        # Dropout, residual and LayerNorm run again in the backward, from the dense output and the residual: the
+        # forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
+        seed = self.dropout.draw_seed(training, seed)
+        return recompute_module(_add_and_norm, self, self.dense(x), residual, training, seed)
+
+
+def _add_and_norm(m: LongformerSelfOutput, y, residual, training, seed):
+    return m.LayerNorm(m.dropout(y, training=training, seed=seed) + residual)
 
 
 class LongformerAttention(keras.layers.Layer):
@@ -212,7 +269,9 @@ class LongformerIntermediate(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        return tf.nn.gelu(self.dense(x), approximate=False)  # exact (erf) GELU
+        # Exact (erf) GELU, recomputed in the backward: the forward keeps its input only (not the erf and exp terms
+        # of its derivative: about five (N, 3072) tensors per layer).
+        return recomputed(_gelu, self.dense(x))
 
 
 class LongformerOutput(LongformerSelfOutput):
@@ -239,15 +298,21 @@ class LongformerLayer(keras.layers.Layer):
         its own from its seed generator)."""
         a, probs, global_probs = self.attention(h, masks=masks, output_attentions=output_attentions, training=training,
                                                 seeds=seeds[:2])
-        out = self.output_(self.intermediate(a), a, training=training, seed=seeds[2])
-        return out, probs, global_probs
+        # The feed-forward block runs again in the backward, from its input (which the layer keeps anyway): the
+        # forward keeps none of its (N, intermediate) activations. The recomputation's second matmul has no use in
+        # the backward and is pruned (graph and XLA), so it costs the first matmul.
+        seed = self.output_.dropout.draw_seed(training, seeds[2])
+        return recompute_module(_feed_forward, self, a, training, seed), probs, global_probs
 
     def draw_seeds(self) -> tuple:
         """The seeds a training call draws, in `seeds` order (None for a dropout of rate 0)."""
-        sources = (self.attention.self, self.attention.output_.dropout, self.output_.dropout)
-        rates = (self.attention.self.dropout_rate, self.attention.output_.dropout.rate, self.output_.dropout.rate)
-        return tuple(source.seed_generator.next() if rate > 0 else None
-                     for source, rate in zip(sources, rates, strict=True))
+        attention = self.attention.self
+        return (attention.seed_generator.next() if attention.dropout_rate > 0 else None,
+                self.attention.output_.dropout.draw_seed(True), self.output_.dropout.draw_seed(True))
+
+
+def _feed_forward(m: LongformerLayer, a, training, seed):
+    return m.output_(m.intermediate(a), a, training=training, seed=seed)
 
 
 class LongformerEncoder(keras.layers.Layer):
