@@ -250,8 +250,14 @@ class LongformerLayer(nnx.Module):
     def __call__(self, h, masks, output_attentions=False):
         a, probs, global_probs = self.attention(h, masks, output_attentions)
         # One matmul over all rows: XLA fuses the FFN and reuses its buffers (no row chunks needed, unlike eager).
-        out = self.output(self.intermediate(a), a)
-        return out, probs, global_probs
+        # The block runs again in the backward, from its input (which the layer keeps anyway): the forward keeps
+        # none of its (N, intermediate) activations. The recomputation's second matmul has no use in the backward
+        # and XLA drops it, so it costs the first matmul.
+        return recompute_module(_feed_forward, self, a), probs, global_probs
+
+
+def _feed_forward(m: LongformerLayer, a):
+    return m.output(m.intermediate(a), a)
 
 
 class LongformerEncoder(nnx.Module):
