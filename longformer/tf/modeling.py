@@ -366,13 +366,13 @@ def _recompute_grad(layer: LongformerLayer, h, masks, output_attentions):
     from the seed generators would get new ones: wrong gradients)."""
     if output_attentions:  # attention maps are outputs: compute them normally
         return layer(h, masks=masks, output_attentions=output_attentions, training=True)
-    seeds = layer.draw_seeds()
+    # Our `recomputed`, not `tf.recompute_grad`: under XLA that one's recomputation is merged with the forward and
+    # keeps everything (longformer-base at n = 4096: 4.1 GB, 1.7x Hugging Face's checkpointed step).
+    return recompute_module(_checkpointed_layer, layer, h, masks, layer.draw_seeds()), None, None
 
-    @tf.recompute_grad
-    def run(x):
-        return layer(x, masks=masks, output_attentions=False, training=True, seeds=seeds)[0]
 
-    return run(h), None, None
+def _checkpointed_layer(layer: LongformerLayer, h, masks, seeds):
+    return layer(h, masks=masks, output_attentions=False, training=True, seeds=seeds)[0]
 
 
 class LongformerPooler(keras.layers.Layer):
