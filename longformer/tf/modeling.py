@@ -230,10 +230,11 @@ class LongformerSelfOutput(keras.layers.Layer):
         self.built = True
 
     def call(self, x, residual, training=False, seed=None):
-        # Dropout, residual and LayerNorm run again in the backward, from the dense output and the residual: the
-        # forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
-        seed = self.dropout.draw_seed(training, seed)
-        return recompute_module(_add_and_norm, self, self.dense(x), residual, training, seed)
+        # In training, dropout, residual and LayerNorm run again in the backward, from the dense output and the
+        # residual: the forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
+        if not training:  # no backward to serve: TensorFlow's own ops, as they fuse
+            return _add_and_norm(self, self.dense(x), residual, False, None)
+        return recompute_module(_add_and_norm, self, self.dense(x), residual, True, self.dropout.draw_seed(True, seed))
 
 
 def _add_and_norm(m: LongformerSelfOutput, y, residual, training, seed):
@@ -268,10 +269,10 @@ class LongformerIntermediate(keras.layers.Layer):
         self.dense.build((None, None, self.hidden_size))
         self.built = True
 
-    def call(self, x):
-        # Exact (erf) GELU, recomputed in the backward: the forward keeps its input only (not the erf and exp terms
-        # of its derivative: about five (N, 3072) tensors per layer).
-        return recomputed(_gelu, self.dense(x))
+    def call(self, x, training=False):
+        # Exact (erf) GELU; in training recomputed in the backward: the forward keeps its input only (not the erf and
+        # exp terms of its derivative: about five (N, 3072) tensors per layer).
+        return recomputed(_gelu, self.dense(x)) if training else _gelu(self.dense(x))
 
 
 class LongformerOutput(LongformerSelfOutput):
@@ -298,11 +299,13 @@ class LongformerLayer(keras.layers.Layer):
         its own from its seed generator)."""
         a, probs, global_probs = self.attention(h, masks=masks, output_attentions=output_attentions, training=training,
                                                 seeds=seeds[:2])
-        # The feed-forward block runs again in the backward, from its input (which the layer keeps anyway): the
-        # forward keeps none of its (N, intermediate) activations. The recomputation's second matmul has no use in
-        # the backward and is pruned (graph and XLA), so it costs the first matmul.
-        seed = self.output_.dropout.draw_seed(training, seeds[2])
-        return recompute_module(_feed_forward, self, a, training, seed), probs, global_probs
+        # In training the feed-forward block runs again in the backward, from its input (which the layer keeps
+        # anyway): the forward keeps none of its (N, intermediate) activations. The recomputation's second matmul
+        # has no use in the backward and is pruned (graph and XLA), so it costs the first matmul.
+        if not training:
+            return _feed_forward(self, a, False, None), probs, global_probs
+        seed = self.output_.dropout.draw_seed(True, seeds[2])
+        return recompute_module(_feed_forward, self, a, True, seed), probs, global_probs
 
     def draw_seeds(self) -> tuple:
         """The seeds a training call draws, in `seeds` order (None for a dropout of rate 0)."""
@@ -312,7 +315,7 @@ class LongformerLayer(keras.layers.Layer):
 
 
 def _feed_forward(m: LongformerLayer, a, training, seed):
-    return m.output_(m.intermediate(a), a, training=training, seed=seed)
+    return m.output_(m.intermediate(a, training=training), a, training=training, seed=seed)
 
 
 class LongformerEncoder(keras.layers.Layer):
@@ -367,7 +370,7 @@ def _recompute_grad(layer: LongformerLayer, h, masks, output_attentions):
     if output_attentions:  # attention maps are outputs: compute them normally
         return layer(h, masks=masks, output_attentions=output_attentions, training=True)
     # Our `recomputed`, not `tf.recompute_grad`: under XLA that one's recomputation is merged with the forward and
-    # keeps everything (longformer-base at n = 4096: 4.1 GB, 1.7x Hugging Face's checkpointed step).
+    # keeps everything (the memory XLA plans per layer: 11 layer inputs' worth, ours ~1; tests/test_tf.py).
     return recompute_module(_checkpointed_layer, layer, h, masks, layer.draw_seeds()), None, None
 
 
