@@ -189,6 +189,20 @@ def test_band_kernel_gradients_match_the_dense_rules(backend, strategy, problem)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+def test_band_kernel_gradients_of_numpy_inputs_that_need_no_padding(backend, strategy):
+    """Found by the test above: inputs of a whole number of blocks are not padded, so the backward got them back
+    as the NumPy arrays they came in as (Flax's rows loop then indexed one with a traced row)."""
+    r = np.random.default_rng(0)
+    q, k, v = (r.standard_normal((1, 4, 1, 4)).astype(np.float32) for _ in range(3))
+    key_valid = np.ones((1, 4), bool)
+    d_out = r.standard_normal(q.shape).astype(np.float32)
+    got = kernel_gradients(backend, strategy, q, k, v, key_valid, 2, None, None, None, d_out)
+    want = dense_gradients(*(x.astype(np.float64) for x in (q, k, v)), key_valid, 2, None, None, None,
+                           d_out.astype(np.float64))
+    for name, a, b in zip("qkv", got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
 def own_gradients(backend: str, strategy: str, n: int, w: int, block: int, G: int, rate: float, own: bool):
     """(context, gradients of q, k, v and the global slots' keys and values) of sum(context * d_out), float64,
     through the backend's band with its own gradient (`own`) or through the framework's autodiff of the same

@@ -250,8 +250,8 @@ def _band_rows_backward(q_pad, k_pad, v_pad, band_bias, key_bias, lse, delta, d_
     width = band_bias.shape[1]
     acc = lse.dtype
 
-    def rows(x):  # (B, P, nh, hd) -> (B * nh, P, 1, hd)
-        return x.transpose(0, 2, 1, 3).reshape(B * nh, -1, 1, hd)
+    def rows(x):  # (B, P, nh, hd) -> (B * nh, P, 1, hd); a jax array (an unpadded input may come in as NumPy's)
+        return jnp.transpose(x, (0, 2, 1, 3)).reshape(B * nh, -1, 1, hd)
 
     keys = None if dropout_key is None else jax.random.split(dropout_key, B * nh)
 
