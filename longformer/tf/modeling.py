@@ -232,7 +232,7 @@ class LongformerSelfOutput(keras.layers.Layer):
     def call(self, x, residual, training=False, seed=None):
         # In training, dropout, residual and LayerNorm run again in the backward, from the dense output and the
         # residual: the forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
-        if not training:  # no backward to serve: TensorFlow's own ops, as they fuse
+        if not training:  # no backward to serve: the plain ops (inference graphs and exports as they were)
             return _add_and_norm(self, self.dense(x), residual, False, None)
         return recompute_module(_add_and_norm, self, self.dense(x), residual, True, self.dropout.draw_seed(True, seed))
 
