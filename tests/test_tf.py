@@ -386,6 +386,28 @@ def test_import_prints_nothing_from_tensorflow_unless_asked():
     assert loud.stdout == "ready\n" and loud.stderr != ""  # the user asked for TF's own logs
 
 
+def test_a_band_strategy_set_after_a_call_is_the_one_that_runs(monkeypatch):
+    """Eager calls run the layers as a traced graph: a strategy (or query block) set after the first call is part
+    of which graph runs, not lost in the one traced before (the band loop that runs is recorded as it is traced)."""
+    from longformer.tf import attention
+
+    ran = []
+    for name, fn in list(attention._BAND.items()):
+        monkeypatch.setitem(attention._BAND, name, lambda *a, _fn=fn, _name=name: ran.append(_name) or _fn(*a))
+    model = make()
+    ids = np.full((1, 20), 7, np.int32)
+    for strategy in ("rows", "batched"):
+        model.set_band_strategy(strategy)
+        ran.clear()
+        model(ids)
+        assert set(ran) == {strategy}
+    model.set_band_strategy("rows")
+    model.encoder.layer[0].attention.self.query_block = 2
+    ran.clear()
+    model(ids)
+    assert set(ran) == {"rows"}  # a new block size: traced again
+
+
 def test_eager_calls_of_new_shapes_do_not_warn_about_retracing(caplog):
     """Layers of different windows, calls with and without global tokens and attentions, many lengths: each
     static setting is traced once (and lengths generalised), so TF has no "excessive retracing" to report."""

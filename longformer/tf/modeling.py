@@ -332,14 +332,16 @@ class LongformerEncoder(keras.layers.Layer):
     def call(self, h, masks, output_attentions=False, output_hidden_states=False, training=False):
         static = (bool(output_attentions), bool(output_hidden_states), bool(training), self.gradient_checkpointing)
         if tf.executing_eagerly():
+            # What a trace bakes in is its key: the static setting and every layer's band loop (set_band_strategy).
+            key = (*static, *((l.attention.self.strategy, l.attention.self.query_block) for l in self.layer))
             # Eager calls run the layers as one graph (traced once per static setting, shapes generalised): TF
             # then fuses bias and GELU into the matmuls and plans the buffers; longformer-base at n = 4096 runs
             # 5.2 s op by op, 4.5 s as a graph. Inside a caller's tf.function / fit / export this is inlined.
             graphs = _ENCODER_GRAPHS.setdefault(self, {})
-            if static not in graphs:
-                graphs[static] = tf.function(functools.partial(self._run_layers, static=static), autograph=False,
-                                             reduce_retracing=True)
-            return graphs[static](h, masks)
+            if key not in graphs:
+                graphs[key] = tf.function(functools.partial(self._run_layers, static=static), autograph=False,
+                                          reduce_retracing=True)
+            return graphs[key](h, masks)
         return self._run_layers(h, masks, static=static)
 
     def _run_layers(self, h, masks, static):
