@@ -204,9 +204,12 @@ class LongformerSelfOutput(nnx.Module):
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
     def __call__(self, x, residual):
+        return self.add_and_norm(self.dense(x), residual)
+
+    def add_and_norm(self, y, residual):
         # Dropout, residual and LayerNorm run again in the backward, from the dense output and the residual: the
         # forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
-        return recompute_module(_add_and_norm, self, self.dense(x), residual)
+        return recompute_module(_add_and_norm, self, y, residual)
 
 
 def _add_and_norm(m: LongformerSelfOutput, y, residual):
@@ -229,9 +232,7 @@ class LongformerIntermediate(nnx.Module):
         self.dense = _linear(config.hidden_size, config.intermediate_size, config, rngs, COLUMN)
 
     def __call__(self, x):
-        # Exact (erf) GELU, recomputed in the backward: the forward keeps its input only (not the erf and exp terms
-        # of its derivative: three (N, 3072) arrays per layer).
-        return recomputed(_gelu, self.dense(x))
+        return _gelu(self.dense(x))  # exact (erf) GELU
 
 
 class LongformerOutput(LongformerSelfOutput):
@@ -250,14 +251,16 @@ class LongformerLayer(nnx.Module):
     def __call__(self, h, masks, output_attentions=False):
         a, probs, global_probs = self.attention(h, masks, output_attentions)
         # One matmul over all rows: XLA fuses the FFN and reuses its buffers (no row chunks needed, unlike eager).
-        # The block runs again in the backward, from its input (which the layer keeps anyway): the forward keeps
-        # none of its (N, intermediate) activations. The recomputation's second matmul has no use in the backward
-        # and XLA drops it, so it costs the first matmul.
-        return recompute_module(_feed_forward, self, a), probs, global_probs
+        # The feed-forward network runs again in the backward, from its input (which the layer keeps anyway): the
+        # forward keeps none of its (N, intermediate) activations, and the recomputation's second product has no
+        # use there (XLA drops it), so it costs one more product of the first layer. Its output is kept, for the
+        # add-and-norm's backward: recomputing that too would need the second product again.
+        return self.output.add_and_norm(recompute_module(_feed_forward, self, a), a), probs, global_probs
 
 
 def _feed_forward(m: LongformerLayer, a):
-    return m.output(m.intermediate(a), a)
+    """intermediate (dense, GELU) -> the output's dense."""
+    return m.output.dense(m.intermediate(a))
 
 
 class LongformerEncoder(nnx.Module):

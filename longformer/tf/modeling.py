@@ -110,6 +110,13 @@ def recomputed(fn, *args):
     return run(*(args[i] for i in index))
 
 
+def _compiled_by_xla() -> bool:
+    """Whether this call is being traced into a function XLA compiles (jit_compile=True, at any level)."""
+    from tensorflow.python.ops import control_flow_util  # TF's own test, as its ops use it
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def recompute_module(fn, module: keras.layers.Layer, *args):
     """`fn(module, *args)` through `recomputed`: the module's weights are read inside, so they get their gradients
     from the recomputation. Dropout seeds must be among `args` (drawn before: a recomputation that drew from the
@@ -193,7 +200,7 @@ class LongformerSelfAttention(keras.layers.Layer):
         if training and self.dropout_rate > 0:
             seed = self.seed_generator.next() if seed is None else seed
             band_seed, rows_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        strategy = self.strategy or semantics.band_strategy("tf", h.device or "cpu")
+        strategy = self.strategy or semantics.band_strategy("tf-xla" if _compiled_by_xla() else "tf", h.device or "cpu")
         context, probs = band_attention(
             q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, strategy, "tf"),
             global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate,
@@ -230,11 +237,14 @@ class LongformerSelfOutput(keras.layers.Layer):
         self.built = True
 
     def call(self, x, residual, training=False, seed=None):
+        return self.add_and_norm(self.dense(x), residual, training=training, seed=seed)
+
+    def add_and_norm(self, y, residual, training=False, seed=None):
         # In training, dropout, residual and LayerNorm run again in the backward, from the dense output and the
         # residual: the forward keeps none of their (N, hidden) intermediates (about five per call otherwise).
         if not training:  # no backward to serve: the plain ops (inference graphs and exports as they were)
-            return _add_and_norm(self, self.dense(x), residual, False, None)
-        return recompute_module(_add_and_norm, self, self.dense(x), residual, True, self.dropout.draw_seed(True, seed))
+            return _add_and_norm(self, y, residual, False, None)
+        return recompute_module(_add_and_norm, self, y, residual, True, self.dropout.draw_seed(True, seed))
 
 
 def _add_and_norm(m: LongformerSelfOutput, y, residual, training, seed):
@@ -269,10 +279,8 @@ class LongformerIntermediate(keras.layers.Layer):
         self.dense.build((None, None, self.hidden_size))
         self.built = True
 
-    def call(self, x, training=False):
-        # Exact (erf) GELU; in training recomputed in the backward: the forward keeps its input only (not the erf and
-        # exp terms of its derivative: about five (N, 3072) tensors per layer).
-        return recomputed(_gelu, self.dense(x)) if training else _gelu(self.dense(x))
+    def call(self, x):
+        return _gelu(self.dense(x))  # exact (erf) GELU
 
 
 class LongformerOutput(LongformerSelfOutput):
@@ -299,13 +307,12 @@ class LongformerLayer(keras.layers.Layer):
         its own from its seed generator)."""
         a, probs, global_probs = self.attention(h, masks=masks, output_attentions=output_attentions, training=training,
                                                 seeds=seeds[:2])
-        # In training the feed-forward block runs again in the backward, from its input (which the layer keeps
-        # anyway): the forward keeps none of its (N, intermediate) activations. The recomputation's second matmul
-        # has no use in the backward and is pruned (graph and XLA), so it costs the first matmul.
-        if not training:
-            return _feed_forward(self, a, False, None), probs, global_probs
-        seed = self.output_.dropout.draw_seed(True, seeds[2])
-        return recompute_module(_feed_forward, self, a, True, seed), probs, global_probs
+        # In training the feed-forward network runs again in the backward, from its input (which the layer keeps
+        # anyway): the forward keeps none of its (N, intermediate) activations, and the recomputation's second
+        # product has no use there (graph and XLA prune it), so it costs one more product of the first layer. Its
+        # output is kept, for the add-and-norm's backward: recomputing that too would need the second product again.
+        y = recompute_module(_feed_forward, self, a) if training else _feed_forward(self, a)
+        return self.output_.add_and_norm(y, a, training=training, seed=seeds[2]), probs, global_probs
 
     def draw_seeds(self) -> tuple:
         """The seeds a training call draws, in `seeds` order (None for a dropout of rate 0)."""
@@ -314,8 +321,9 @@ class LongformerLayer(keras.layers.Layer):
                 self.attention.output_.dropout.draw_seed(True), self.output_.dropout.draw_seed(True))
 
 
-def _feed_forward(m: LongformerLayer, a, training, seed):
-    return m.output_(m.intermediate(a, training=training), a, training=training, seed=seed)
+def _feed_forward(m: LongformerLayer, a):
+    """intermediate (dense, GELU) -> the output's dense."""
+    return m.output_.dense(m.intermediate(a))
 
 
 class LongformerEncoder(keras.layers.Layer):
