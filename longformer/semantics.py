@@ -60,14 +60,11 @@ def traced_global_slots(num_global_slots: int | None, seq_len: int, has_global_m
 # `device_kind`): the faster one measured on 2 CPU cores, and the few-kernel one on an accelerator. TensorFlow has
 # two entries: its own kernels ("tf": eager calls, tf.function, SavedModel) run the row loop faster, XLA ("tf-xla":
 # inside a jit_compile'd function, as Keras' fit compiles by default) one contraction (longformer-base training
-# step at n = 4096 on 2 cores: rows 0.86x of batched's time in TF's kernels, batched 0.85x of rows' under XLA), and
-# a checkpointed TF layer ("tf-checkpointed") one contraction too: its recomputation with the row loop held ~0.3 GB
-# more per layer (longformer-base, n = 4096), so that checkpointing saved nothing.
+# step at n = 4096 on 2 cores: rows 0.86x of batched's time in TF's kernels, batched 0.85x of rows' under XLA).
 BAND_STRATEGIES = ("rows", "batched", "flex")
 STRATEGY_BACKENDS = {"rows": ("pt", "flax", "tf"), "batched": ("pt", "flax", "tf", "onnx"), "flex": ("pt",)}
-BAND_STRATEGY = {"cpu": {"pt": "rows", "flax": "rows", "tf": "rows", "tf-xla": "batched", "tf-checkpointed": "batched"},
-                 "gpu": {"pt": "flex", "flax": "batched", "tf": "batched", "tf-xla": "batched",
-                         "tf-checkpointed": "batched"}}
+BAND_STRATEGY = {"cpu": {"pt": "rows", "flax": "rows", "tf": "rows", "tf-xla": "batched"},
+                 "gpu": {"pt": "flex", "flax": "batched", "tf": "batched", "tf-xla": "batched"}}
 
 
 def device_kind(platform: str) -> str:
@@ -86,8 +83,8 @@ def device_spec(device: str) -> tuple[str, int]:
 
 
 def band_strategy(backend: str, platform: str) -> str:
-    """The default band strategy of `backend` ("pt", "flax", "tf"; "tf-xla" for TensorFlow compiled by XLA,
-    "tf-checkpointed" for a checkpointed TensorFlow layer) on a device of type `platform` (BAND_STRATEGY)."""
+    """The default band strategy of `backend` ("pt", "flax", "tf", or "tf-xla" for TensorFlow compiled by XLA) on a
+    device of type `platform` (BAND_STRATEGY)."""
     return BAND_STRATEGY[device_kind(platform)][backend]
 
 

@@ -84,7 +84,6 @@ def test_the_default_strategy_follows_the_device():
     TF (device names as each framework writes them)."""
     assert [semantics.band_strategy(b, "cpu") for b in ("pt", "flax", "tf")] == ["rows", "rows", "rows"]
     assert semantics.band_strategy("tf-xla", "cpu") == "batched"  # TensorFlow compiled by XLA
-    assert semantics.band_strategy("tf-checkpointed", "cpu") == "batched"  # a checkpointed TensorFlow layer
     assert semantics.band_strategy("pt", "cuda") == "flex"
     assert semantics.band_strategy("flax", "gpu") == "batched"
     assert semantics.band_strategy("tf", "/job:localhost/replica:0/task:0/device:GPU:0") == "batched"

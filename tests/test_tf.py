@@ -413,12 +413,6 @@ def test_a_band_strategy_set_after_a_call_is_the_one_that_runs(monkeypatch):
         ran.clear()
         compile_(lambda ids: model(ids).last_hidden_state)(ids)
         assert set(ran) == {want}
-    model.gradient_checkpointing_enable()  # a checkpointed layer's default is one contraction too (its memory)
-    ran.clear()
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(model(ids, training=True).last_hidden_state)
-    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables)[:4])
-    assert set(ran) == {"batched"}
 
 
 def test_eager_calls_of_new_shapes_do_not_warn_about_retracing(caplog):

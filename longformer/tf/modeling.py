@@ -13,7 +13,6 @@ position gets a slot (correct, slower).
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import math
 import os
@@ -201,8 +200,7 @@ class LongformerSelfAttention(keras.layers.Layer):
         if training and self.dropout_rate > 0:
             seed = self.seed_generator.next() if seed is None else seed
             band_seed, rows_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        strategy = self.strategy or semantics.band_strategy(_CALLER.get() or ("tf-xla" if _compiled_by_xla() else "tf"),
-                                                            h.device or "cpu")
+        strategy = self.strategy or semantics.band_strategy("tf-xla" if _compiled_by_xla() else "tf", h.device or "cpu")
         context, probs = band_attention(
             q, k, v, masks.window_key, w, self.query_block or semantics.query_block(w, strategy, "tf"),
             global_k=global_k, global_v=global_v, slot_valid=masks.slot_valid, dropout=self.dropout_rate,
@@ -387,14 +385,7 @@ def _recompute_grad(layer: LongformerLayer, h, masks, output_attentions):
 
 
 def _checkpointed_layer(layer: LongformerLayer, h, masks, seeds):
-    caller = _CALLER.set("tf-checkpointed")  # the band's default loop in a checkpointed layer (semantics.BAND_STRATEGY)
-    try:
-        return layer(h, masks=masks, output_attentions=False, training=True, seeds=seeds)[0]
-    finally:
-        _CALLER.reset(caller)
-
-
-_CALLER: contextvars.ContextVar = contextvars.ContextVar("band_caller", default=None)  # set while a layer is traced
+    return layer(h, masks=masks, output_attentions=False, training=True, seeds=seeds)[0]
 
 
 class LongformerPooler(keras.layers.Layer):
