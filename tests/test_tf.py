@@ -415,6 +415,30 @@ def test_a_band_strategy_set_after_a_call_is_the_one_that_runs(monkeypatch):
         assert set(ran) == {want}
 
 
+def test_the_row_loop_runs_few_rows_at_once():
+    """Every while loop of a checkpointed training step with the row loop (forward, recomputation, the band's own
+    backward) runs at most `attention.ROWS_IN_FLIGHT` iterations at once: with TensorFlow's default of 10, each row
+    in flight held its blocks' scores and masks, and checkpointing saved nothing (longformer-base, n = 4096)."""
+    from longformer.tf import attention
+
+    model = make("LongformerForSequenceClassification", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    model.set_band_strategy("rows")
+    model.gradient_checkpointing_enable()
+    ids = tf.constant(np.full((1, 20), 7, np.int32))
+
+    @tf.function
+    def step(ids):
+        with tf.GradientTape() as tape:
+            loss = model(input_ids=ids, labels=tf.constant([1]), training=True).loss
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = step.get_concrete_function(ids).graph.as_graph_def()
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    loops = [n.attr["parallel_iterations"].i for n in nodes if n.op in ("While", "StatelessWhile")]
+    assert len(loops) >= 3 * model.config.num_hidden_layers  # forward, recomputation, backward of every layer
+    assert max(loops) <= attention.ROWS_IN_FLIGHT
+
+
 def test_eager_calls_of_new_shapes_do_not_warn_about_retracing(caplog):
     """Layers of different windows, calls with and without global tokens and attentions, many lengths: each
     static setting is traced once (and lengths generalised), so TF has no "excessive retracing" to report."""
