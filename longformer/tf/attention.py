@@ -191,9 +191,9 @@ def band_core(q_pad, k_pad, v_pad, global_k, global_v, band_bias, key_bias, slot
 
 # Rows of the "rows" loop that a graph runs at once (`tf.map_fn`'s parallel_iterations; its default in a graph is
 # 10). Each row in flight holds its blocks' scores, probabilities and dropout mask (~10 MB each per row at n = 4096):
-# with 10 in flight a longformer-base training step at n = 4096 on 2 cores peaked at 2.2 GB for 4 checkpointed
-# layers (more than without checkpointing, 2.18 GB), with 2 at 1.66 GB (1.97-2.07 GB without), the step's time
-# within 5% (one row's blocks already keep both cores busy).
+# with 10 in flight a checkpointed longformer-base training step at n = 4096 on 2 cores peaked above a plain one
+# (4494 MB against 4333 above the weights); with 2, 2535 MB (3937 without checkpointing), the step's time within 5%
+# (with 1, ~8% slower).
 ROWS_IN_FLIGHT = 2
 
 
