@@ -166,8 +166,8 @@ def prepare(config: Any, ops: Ops, head: str, inputs: dict[str, Any], num_global
     if head == "LongformerForMultipleChoice":
         given, num_choices = flatten_choices(ops, given)
     ints = {name: given[name] for name in INTEGER_INPUT_NAMES}
-    check_inputs(config, ops, ints)  # before any cast: a float id or an int64 beyond int32 is refused, not wrapped
     ids, embeds = given["input_ids"], given["inputs_embeds"]
+    check_inputs(config, ops, ints, embeds)  # before any cast: a float id or an int64 beyond int32 is refused
     semantics.check_input_shapes(**{name: None if t is None else tuple(-1 if d is None else d for d in t.shape)
                                     for name, t in given.items()}, hidden_size=config.hidden_size)
     rule = AUTOMATIC_GLOBAL.get(head)
@@ -215,10 +215,11 @@ def prepare(config: Any, ops: Ops, head: str, inputs: dict[str, Any], num_global
     return Prepared(ModelInputs(input_ids, embeds, token_type_ids, position_ids, merged), static, x)
 
 
-def check_inputs(config: Any, ops: Ops, ints: dict[str, Any]) -> None:
+def check_inputs(config: Any, ops: Ops, ints: dict[str, Any], inputs_embeds: Any = None) -> None:
     """The shared input rules on this batch: dtypes always, values where they are known (not while tracing)."""
     given = {name: t for name, t in ints.items() if t is not None}
-    semantics.check_input_dtypes({name: ops.kind(t) for name, t in given.items()})
+    semantics.check_input_dtypes({name: ops.kind(t) for name, t in
+                                  {**given, "inputs_embeds": inputs_embeds}.items() if t is not None})
     semantics.check_input_values(config, **{name: ops.numpy(t) for name, t in given.items()
                                             if not ops.is_traced(t)})
 

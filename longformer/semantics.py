@@ -163,8 +163,12 @@ def check_input_dtypes(kinds: Mapping[str, str]) -> None:
     """Input name -> NumPy dtype kind ('b', 'i', 'u', 'f', 'c'; anything else counts as 'f') of each input given.
 
     Ids must be integers (a float id would be truncated); masks may be boolean, integer or floating (their values
-    are checked by `check_input_values`)."""
+    are checked by `check_input_values`); inputs_embeds must be floating (the model casts them to the dtype of its
+    word embeddings, as if they had been looked up there)."""
     for name, kind in kinds.items():
+        if name == "inputs_embeds" and kind in "biuc":
+            raise ValueError(f"inputs_embeds must hold floating-point vectors, got {_KIND_NAMES[kind]} values; "
+                             "token ids go in input_ids.")
         if name in INTEGER_INPUTS and kind not in "iu":
             raise ValueError(f"{name} must hold integers, got a {_KIND_NAMES.get(kind, 'floating-point')} tensor; "
                              "token ids are never fractional (cast with .long() / astype('int64')).")

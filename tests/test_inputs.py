@@ -3,6 +3,8 @@ error, with the same message, in every installed backend. Runs in each backend's
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import longformer_inputs, tiny_kwargs
@@ -95,6 +97,8 @@ SHAPE_AND_RANGE_ERRORS = {  # inputs -> message: each a different rule of semant
     "embeds-width": (dict(inputs_embeds=np.zeros((1, 5, 31), np.float32)),
                      r"inputs_embeds must have shape \(batch, sequence, 32\)"),
     "ids-1d": (dict(input_ids=[5, 6, 7]), r"input_ids must have shape \(batch, sequence\)"),
+    "embeds-integer": (dict(inputs_embeds=np.ones((1, 5, 32), np.int64)),
+                       "inputs_embeds must hold floating-point vectors, got integer values"),
 }
 
 
@@ -147,6 +151,31 @@ def test_boolean_and_float_masks_are_read_as_their_values(backend):
     as_types = dict(batch, attention_mask=batch["attention_mask"].astype(bool),
                     global_attention_mask=batch["global_attention_mask"].astype(np.float32))
     np.testing.assert_allclose(run(backend, **as_types)["last_hidden_state"], want["last_hidden_state"], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_inputs_embeds_are_read_in_the_models_dtype(backend, dtype):
+    """inputs_embeds of any floating dtype are cast to the word embeddings' dtype, as if looked up there: rows of the
+    table given in float64 (which met float32 weights with an error in torch) give the model's dtype and what the
+    same rows in float32 give, and in a float32 model what their ids give."""
+    from backends import adapter
+    from safetensors.numpy import load_file
+
+    from longformer import bundled_checkpoint
+
+    impl = adapter(backend)
+    model = impl.load(bundled_checkpoint(), "LongformerModel", dtype=dtype)
+    table = load_file(os.path.join(bundled_checkpoint(), "model.safetensors"))
+    ids = np.random.default_rng(0).integers(5, 400, (2, 9))
+    rows = table["longformer.embeddings.word_embeddings.weight"][ids]
+    got = {name: impl.call(model, inputs)["last_hidden_state"] for name, inputs in
+           (("float64", dict(inputs_embeds=rows.astype(np.float64))), ("float32", dict(inputs_embeds=rows)),
+            ("ids", dict(input_ids=ids)))}
+    assert all(dtype in str(out.dtype) for out in got.values()), {k: str(v.dtype) for k, v in got.items()}
+    want = impl.numpy(got["float32"])
+    np.testing.assert_array_equal(impl.numpy(got["float64"]), want)
+    if dtype == "float32":
+        np.testing.assert_allclose(impl.numpy(got["ids"]), want, atol=1e-6)
 
 
 def test_load_warnings_point_at_the_callers_line(backend):

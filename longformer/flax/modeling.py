@@ -133,6 +133,8 @@ class LongformerEmbeddings(nnx.Module):
     def __call__(self, input_ids, token_type_ids, position_ids, inputs_embeds):
         if inputs_embeds is None:
             inputs_embeds = _lookup(self.word_embeddings, input_ids, self.pad)
+        else:  # as if looked up in the table: its dtype
+            inputs_embeds = inputs_embeds.astype(self.word_embeddings.embedding[...].dtype)
         x = (inputs_embeds + _lookup(self.position_embeddings, position_ids, self.pad)
              + _lookup(self.token_type_embeddings, token_type_ids))
         return self.dropout(self.LayerNorm(x))

@@ -71,6 +71,8 @@ class LongformerEmbeddings(nn.Module):
     def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
+        else:  # as if looked up in the table: its dtype
+            inputs_embeds = inputs_embeds.to(self.word_embeddings.weight.dtype)
         x = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
 

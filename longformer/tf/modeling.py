@@ -150,6 +150,8 @@ class LongformerEmbeddings(keras.layers.Layer):
     def call(self, input_ids, token_type_ids, position_ids, inputs_embeds, training=False):
         if inputs_embeds is None:
             inputs_embeds = _lookup(self.word_embeddings, input_ids, self.pad)
+        else:  # as if looked up in the table: its dtype
+            inputs_embeds = tf.cast(inputs_embeds, self.word_embeddings.embeddings.dtype)
         x = (inputs_embeds + _lookup(self.position_embeddings, position_ids, self.pad)
              + _lookup(self.token_type_embeddings, token_type_ids))
         return self.dropout(self.LayerNorm(x), training=training)
