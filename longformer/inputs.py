@@ -224,6 +224,24 @@ def check_inputs(config: Any, ops: Ops, ints: dict[str, Any], inputs_embeds: Any
                                             if not ops.is_traced(t)})
 
 
+def check_labels(config: Any, ops: Ops, head: str, labels: dict[str, Any], prepared: Prepared) -> None:
+    """The shared label rules (semantics.check_labels) on this call's labels: dtypes and known sizes always, values
+    where they are known (not while tracing)."""
+    given = {name: t for name, t in labels.items() if t is not None}
+    if not given:
+        return
+    static = prepared.static
+    rows = prepared.inputs.merged_mask.shape[0]
+    batch = None if rows is None else int(rows) // (static.num_choices or 1)
+    problem = None
+    if head == "LongformerForSequenceClassification":
+        problem = problem_type(config, config.num_labels, ops.kind(given["labels"]) in "iu")
+    semantics.check_labels(config, head, problem, {
+        name: (ops.kind(t), tuple(None if d is None else int(d) for d in t.shape),
+               None if ops.is_traced(t) else ops.numpy(t)) for name, t in given.items()},
+        batch, static.n_in, static.num_choices)
+
+
 def flatten_choices(ops: Ops, given: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Multiple choice: `(batch, num_choices, sequence[, hidden])` inputs -> `(batch * num_choices, ...)`."""
     ref = given["input_ids"] if given["input_ids"] is not None else given["inputs_embeds"]

@@ -37,6 +37,7 @@ class LongformerPreTrainedMixin:
             output_hidden_states=config.output_hidden_states if output_hidden_states is None else output_hidden_states,
             training=training or self._trains())
         labels = {name: self._ops.tensor(value) for name, value in labels.items()}
+        pipeline.check_labels(config, self._ops, self.head_name, labels, prepared)
         out = self._forward(prepared.inputs, labels, prepared.static)
         out = pipeline.finish_outputs(self._ops, dict(out), prepared.num_global, prepared.static.num_slots)
         result = OUTPUT_CLASSES[self.head_name](**out)

@@ -4,7 +4,8 @@ Mask encoding (Hugging Face's): `min(attention_mask * (global_attention_mask + 1
 attended), 1 = local (sliding window), 2 = global (attends to and is attended by every non-padding token); an
 `attention_mask` of 2 is global whatever `global_attention_mask` says, as Hugging Face reads it. Masks holding any
 other value, ids that are not integers or lie outside their tables, and empty batches are refused
-(`check_input_dtypes`, `check_input_values`, `check_input_shapes`).
+(`check_input_dtypes`, `check_input_values`, `check_input_shapes`), and so are labels that are not what their head's
+loss reads (`check_labels`).
 
 Inputs are right-padded to a multiple of the largest attention window (padding tokens: `pad_token_id`, mask 0),
 as Hugging Face does; outputs are cut back to the input length, except `global_attentions`, which keep the padded
@@ -201,6 +202,50 @@ def check_input_values(config: Any, *, input_ids: np.ndarray | None = None, atte
     if global_attention_mask is not None and attention_mask is not None:
         if bool(((global_attention_mask != 0) & (attention_mask == 0)).any()):
             raise ValueError(GLOBAL_ON_PADDING_MESSAGE)
+
+
+IGNORE_INDEX = -100  # a class label that the loss leaves out (Hugging Face's)
+# What each head's labels are: how many per example ("token": one per input token, "example": one per example,
+# "classes": one per class of each example), and the count of classes they index (None: positions, clamped).
+_LABELS = {"LongformerForMaskedLM": ("token", "vocab_size"), "LongformerForTokenClassification": ("token", "num_labels"),
+           "LongformerForMultipleChoice": ("example", "num_choices"), "LongformerForQuestionAnswering": ("example", None)}
+
+
+def check_labels(config: Any, head: str, problem: str | None, labels: Mapping[str, tuple[str, tuple, Any]],
+                 batch: int | None, length: int, num_choices: int | None) -> None:
+    """The label rules of every head, on each label's dtype kind, shape (None where unknown) and host values (None
+    while tracing): class ids are integers in [0, classes) or IGNORE_INDEX, one per token or per example;
+    question answering's positions are integers, one per example (positions outside the input are ignored);
+    sequence classification follows its `problem` (inputs.problem_type): single-label class ids, regression
+    targets `(batch, num_labels)` (or `(batch,)` for one label), multi-label targets `(batch, num_labels)`."""
+    for name, (kind, shape, values) in labels.items():
+        if head == "LongformerForSequenceClassification":
+            per, classes = ("example", "num_labels") if problem == "single_label_classification" else ("classes", None)
+        else:
+            per, classes = _LABELS[head]
+        integers = classes is not None or head == "LongformerForQuestionAnswering"
+        if integers and kind not in "iu":
+            what = "positions" if classes is None else "class ids"
+            hint = (" (float targets are multi-label or regression: config.problem_type)"
+                    if head == "LongformerForSequenceClassification" else "")
+            raise ValueError(f"{name} of {head} must hold integer {what}, got {_KIND_NAMES.get(kind, 'floating-point')}"
+                             f" values{hint}.")
+        if kind == "c":
+            raise ValueError(f"{name} of {head} must hold real values, got complex values.")
+        exact = per == "classes" and config.num_labels > 1  # targets that line up with the logits
+        want = (batch, length) if per == "token" else (batch, config.num_labels) if exact else (batch,)
+        if None not in shape and None not in want and (
+                tuple(shape) != want if exact else int(np.prod(shape)) != int(np.prod(want))):  # (B, 1) is (B,)
+            unit = "one per input token" if per == "token" else "one per class" if exact else "one per example"
+            raise ValueError(f"{name} has shape {tuple(shape)} but {head} needs {unit}: {want}.")
+        if classes is not None and values is not None and np.size(values):
+            count = num_choices if classes == "num_choices" else getattr(config, classes)
+            found = np.unique(values)
+            bad = found[((found < 0) | (found >= count)) & (found != IGNORE_INDEX)]
+            if bad.size:
+                noun = "choices" if classes == "num_choices" else f"classes ({classes})"
+                raise ValueError(f"{name} holds {bad[:5].tolist()} but {head} has {count} {noun}: a label must "
+                                 f"lie in [0, {count - 1}], or be {IGNORE_INDEX} to be left out of the loss.")
 
 
 def ids_out_of_range_message(name: str, low: int, high: int, size: int) -> str:

@@ -116,6 +116,65 @@ def test_every_backend_says_the_same(case):
     assert len(set(messages.values())) == 1, messages
 
 
+SEQ, TOKEN, MLM, QA, MC = ("LongformerForSequenceClassification", "LongformerForTokenClassification",
+                            "LongformerForMaskedLM", "LongformerForQuestionAnswering", "LongformerForMultipleChoice")
+BAD_LABELS = {  # head, labels (for a batch of 2 rows of 13 tokens; multiple choice: 1 example of 2 choices), message
+    "class-beyond-num-labels": (SEQ, dict(labels=[0, 3]), "labels holds [3] but " + SEQ + " has 3 classes (num_labels)"
+                                ": a label must lie in [0, 2], or be -100 to be left out of the loss."),
+    "class-negative": (SEQ, dict(labels=[-1, 0]), "labels holds [-1] but " + SEQ + " has 3 classes"),
+    "token-class-beyond": (TOKEN, dict(labels=np.full((2, 13), 5)), "labels holds [5] but " + TOKEN + " has 3"),
+    "mlm-id-beyond-vocabulary": (MLM, dict(labels=np.full((2, 13), 99)), "has 99 classes (vocab_size)"),
+    "choice-beyond-choices": (MC, dict(labels=[2]), "labels holds [2] but " + MC + " has 2 choices"),
+    "float-choice": (MC, dict(labels=np.array([1.0])), "labels of " + MC + " must hold integer class ids, got "
+                     "floating-point values."),
+    "float-position": (QA, dict(start_positions=np.array([1.0, 2.0]), end_positions=[3, 4]),
+                       "start_positions of " + QA + " must hold integer positions"),
+    "labels-batch": (SEQ, dict(labels=[0, 1, 2]), "labels has shape (3,) but " + SEQ + " needs one per example: (2,)."),
+    "token-labels-length": (TOKEN, dict(labels=np.zeros((2, 12), np.int64)),
+                            "labels has shape (2, 12) but " + TOKEN + " needs one per input token: (2, 13)."),
+    "multi-label-shape": (SEQ, dict(labels=np.array([0.0, 1.0], np.float32)),
+                          "labels has shape (2,) but " + SEQ + " needs one per class: (2, 3)."),
+}
+
+
+def labelled_batch(head: str, labels: dict) -> dict:
+    batch = longformer_inputs(length=13)
+    if head == MC:
+        batch = {k: v[None] for k, v in batch.items()}
+    return {**batch, **{k: np.asarray(v) for k, v in labels.items()}}
+
+
+@pytest.mark.parametrize("case", list(BAD_LABELS))
+def test_bad_labels_are_refused_with_one_message(backend, case):
+    """Labels are checked in one place (semantics.check_labels): a class id beyond its head's classes gave a
+    silent NaN (flax) or a wrapped error (tf), a float choice a loss (tf)."""
+    head, labels, message = BAD_LABELS[case]
+    got = error_of(backend, head, **labelled_batch(head, labels))
+    assert message in got, got
+
+
+@pytest.mark.parametrize("case", list(BAD_LABELS))
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="needs two backends (cross env)")
+def test_every_backend_says_the_same_of_labels(case):
+    head, labels, _ = BAD_LABELS[case]
+    messages = {b: error_of(b, head, **labelled_batch(head, labels)) for b in BACKENDS}
+    assert len(set(messages.values())) == 1, messages
+
+
+@pytest.mark.parametrize(("head", "labels"), [
+    (SEQ, dict(labels=[-100, 2])), (SEQ, dict(labels=[[0], [2]])), (TOKEN, dict(labels=np.tile([-100, 0, 1, 2], (2, 4))[:, :13])),
+    (MC, dict(labels=[1])), (QA, dict(start_positions=[-3, 40], end_positions=[[2], [5]]))])
+def test_labels_of_any_integer_dtype_give_one_loss(backend, head, labels):
+    """int32, int64 and uint8 class ids (torch's loss wants int64: the model casts), -100 ignored, one label per
+    example as (batch,) or (batch, 1), question answering's positions clamped as Hugging Face's."""
+    losses = set()
+    for dtype in (np.int32, np.int64) + ((np.uint8,) if all(np.min(v) >= 0 for v in labels.values()) else ()):
+        out = run(backend, head, **labelled_batch(head, {k: np.asarray(v, dtype) for k, v in labels.items()}))
+        assert out["loss"].shape == () and np.isfinite(out["loss"]), out["loss"]
+        losses.add(float(out["loss"]))
+    assert len(losses) == 1 or np.ptp(sorted(losses)) < 1e-6, losses
+
+
 @pytest.mark.parametrize("head", ["LongformerForSequenceClassification", "LongformerForQuestionAnswering",
                                   "LongformerForMultipleChoice"])
 def test_heads_check_before_their_automatic_global_tokens(backend, head):

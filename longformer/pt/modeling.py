@@ -422,7 +422,7 @@ class LongformerModel(LongformerPreTrainedModel):
 
 # ---------------------------------------------------------------------------------------------- heads
 def _loss_from_logits(logits, labels, num_classes: int):
-    return F.cross_entropy(logits.reshape(-1, num_classes).float(), labels.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(logits.reshape(-1, num_classes).float(), labels.reshape(-1).long(), ignore_index=-100)
 
 
 class LongformerLMHead(nn.Module):
@@ -514,7 +514,8 @@ class LongformerForMultipleChoice(LongformerPreTrainedModel):
 
     def _head(self, outputs, labels, static):
         logits = self.classifier(self.dropout(outputs["pooler_output"])).view(-1, static.num_choices)
-        loss = None if labels["labels"] is None else F.cross_entropy(logits.float(), labels["labels"].to(logits.device))
+        loss = None if labels["labels"] is None else _loss_from_logits(logits, labels["labels"].to(logits.device),
+                                                                        static.num_choices)
         return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
 
@@ -552,8 +553,8 @@ class LongformerForQuestionAnswering(LongformerPreTrainedModel):
         loss = None
         if labels["start_positions"] is not None and labels["end_positions"] is not None:
             n = start_logits.shape[1]  # positions outside the input are ignored
-            start = labels["start_positions"].to(logits.device).reshape(-1).clamp(0, n)
-            end = labels["end_positions"].to(logits.device).reshape(-1).clamp(0, n)
+            start = labels["start_positions"].to(logits.device).reshape(-1).long().clamp(0, n)
+            end = labels["end_positions"].to(logits.device).reshape(-1).long().clamp(0, n)
             loss = (F.cross_entropy(start_logits.float(), start, ignore_index=n)
                     + F.cross_entropy(end_logits.float(), end, ignore_index=n)) / 2
         return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits, **encoder_fields(outputs)}

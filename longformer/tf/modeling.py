@@ -740,14 +740,7 @@ class LongformerForSequenceClassification(LongformerPreTrainedModel):
         return {"loss": loss, "logits": logits, **encoder_fields(outputs)}
 
     def _loss(self, logits, labels):
-        problem = self.config.problem_type
-        if problem is None:
-            if self.num_labels == 1:
-                problem = "regression"
-            elif labels.dtype.is_integer:
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
+        problem = inputs.problem_type(self.config, self.num_labels, labels.dtype.is_integer)
         logits = tf.cast(logits, tf.float32)
         if problem == "regression":
             if self.num_labels == 1:
