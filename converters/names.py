@@ -70,7 +70,7 @@ class LoadReport:
     mapping: dict[str, str] = field(default_factory=dict)
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
-    mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # model key, theirs, ours
 
     def as_dict(self) -> dict[str, list]:
         return {"missing_keys": self.missing_keys, "unexpected_keys": self.unexpected_keys,
@@ -85,6 +85,9 @@ class LoadReport:
         """Name the tensors that were newly initialised or left unused (a warning each, as Hugging Face logs)."""
         from longformer._warn import warn
 
+        if self.mismatched_keys:
+            lines = "; ".join(f"{k}: checkpoint {s}, model {e}" for k, s, e in self.mismatched_keys)
+            warn(f"{model_name}: shapes differ from {source}'s, newly initialised (train before use): {lines}")
         if self.missing_keys:
             warn(f"{model_name}: not in {source}, newly initialised (train before use): {self.missing_keys}")
         if self.unexpected_keys:
@@ -109,7 +112,8 @@ def _to_model_key(key: str, model_has_prefix: bool, checkpoint_has_prefix: bool)
 
 
 def match_names(expected: Mapping[str, tuple], available: Mapping[str, tuple], *, model_has_prefix: bool,
-                tied: Iterable[str] = (), source: str = "checkpoint") -> LoadReport:
+                tied: Iterable[str] = (), source: str = "checkpoint", ignore_mismatched_sizes: bool = False
+                ) -> LoadReport:
     """Pair the model's expected tensors with the checkpoint's, by canonical name.
 
     Args:
@@ -117,6 +121,8 @@ def match_names(expected: Mapping[str, tuple], available: Mapping[str, tuple], *
         available: checkpoint key -> shape.
         model_has_prefix: the model is a head model (its base lives under `longformer.`).
         tied: model keys that alias another parameter; a checkpoint copy of them is ignored.
+        ignore_mismatched_sizes: a head's tensor whose shape differs (a classifier of another `num_labels`) is left
+            to be initialised anew, as Hugging Face's option of that name does; the encoder's must still fit.
     Raises:
         CheckpointError: a tensor of the right name has the wrong shape, or the checkpoint lacks part of the
             encoder or embeddings (it is not a Longformer of this config).
@@ -132,16 +138,24 @@ def match_names(expected: Mapping[str, tuple], available: Mapping[str, tuple], *
             report.unexpected_keys.append(key)
             continue
         if tuple(expected[model_key]) != tuple(shape):
-            report.mismatched_keys.append((key, tuple(shape), tuple(expected[model_key])))
+            report.mismatched_keys.append((model_key, tuple(shape), tuple(expected[model_key])))
             continue
         report.mapping[model_key] = key
-    report.missing_keys = [k for k in expected if k not in report.mapping]
-    if report.mismatched_keys:
-        lines = "; ".join(f"{k}: checkpoint {s}, model {e}" for k, s, e in report.mismatched_keys[:10])
-        raise CheckpointError(f"{source} has tensors whose shapes do not fit the config: {lines}. Check that "
-                              "config.json belongs to these weights.")
-    essential = [k for k in report.missing_keys
-                 if (k[len(BASE_PREFIX):] if model_has_prefix else k).startswith(("embeddings.", "encoder."))]
+    mismatched = {k for k, _, _ in report.mismatched_keys}
+    report.missing_keys = [k for k in expected if k not in report.mapping and k not in mismatched]
+    def of_encoder(model_key: str) -> bool:
+        return (model_key[len(BASE_PREFIX):] if model_has_prefix else model_key).startswith(("embeddings.", "encoder."))
+
+    encoder_mismatch = [m for m in report.mismatched_keys if of_encoder(m[0])]
+    if report.mismatched_keys and (encoder_mismatch or not ignore_mismatched_sizes):
+        lines = "; ".join(f"{k}: checkpoint {s}, model {e}"
+                          for k, s, e in (encoder_mismatch or report.mismatched_keys)[:10])
+        hint = ("Check that config.json belongs to these weights" + (" (ignore_mismatched_sizes initialises only a "
+                "head's tensors anew)" if ignore_mismatched_sizes else "") if encoder_mismatch else
+                "Loading a head with another number of labels? Pass ignore_mismatched_sizes=True to initialise "
+                "these tensors anew")
+        raise CheckpointError(f"{source} has tensors whose shapes do not fit the config: {lines}. {hint}.")
+    essential = [k for k in report.missing_keys if of_encoder(k)]
     if essential:
         raise CheckpointError(f"{source} lacks {len(essential)} tensors of the Longformer encoder, e.g. "
                               f"{essential[:5]}. It is incomplete or not a Longformer checkpoint.")

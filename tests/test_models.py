@@ -297,6 +297,32 @@ def test_broken_checkpoints_name_the_file_and_tensor(tmp_path, backend):
         backend.load(folder, "LongformerModel")
 
 
+def test_a_head_of_another_size_is_initialised_anew_when_asked(tmp_path_factory, backend):
+    """A classifier trained with 3 labels, loaded with num_labels=5: refused with a message naming the option;
+    with ignore_mismatched_sizes=True its projection is new (a warning names it) and the rest is the checkpoint's.
+    The encoder must still fit."""
+    head = "LongformerForSequenceClassification"
+    folder, _ = checkpoint(tmp_path_factory, head, attention_window=WINDOWS)
+    cls = getattr(backend.module, head)
+    with pytest.raises(CheckpointError, match=r"classifier.out_proj.weight: checkpoint \(3, 32\), model \(5, 32\).*"
+                       r"Loading a head with another number of labels\? Pass ignore_mismatched_sizes=True"):
+        cls.from_pretrained(folder, num_labels=5)
+    with pytest.warns(UserWarning, match=r"shapes differ .* newly initialised .*classifier.out_proj.bias: "
+                      r"checkpoint \(3,\), model \(5,\)"):
+        model, info = cls.from_pretrained(folder, num_labels=5, ignore_mismatched_sizes=True,
+                                          output_loading_info=True)
+    assert sorted(k for k, _, _ in info["mismatched_keys"]) == ["classifier.out_proj.bias",
+                                                                 "classifier.out_proj.weight"], info
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    inputs = {k: v for k, v in make_inputs("padded_globals", head).items() if k != "labels"}
+    out = backend.call(model, inputs, output_hidden_states=True)
+    want = backend.call(backend.load(folder, head), inputs, output_hidden_states=True)
+    assert out.logits.shape == (inputs["input_ids"].shape[0], 5)
+    assert np.array_equal(backend.numpy(out.hidden_states[-1]), backend.numpy(want.hidden_states[-1]))
+    with pytest.raises(CheckpointError, match="initialises only a head's tensors anew"):
+        cls.from_pretrained(folder, intermediate_size=40, ignore_mismatched_sizes=True)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 def test_errors_of_the_model_itself(tmp_path_factory, backend):
     """What the shared input rules (tests/test_inputs.py) cannot see: the position table, the heads' own shapes

@@ -44,7 +44,8 @@ def canonical_state(model: nnx.Module) -> dict[str, jax.Array]:
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
-                    rngs: nnx.Rngs | None = None, compute_dtype=None, device=None, **kwargs: Any):
+                    rngs: nnx.Rngs | None = None, compute_dtype=None, device=None,
+                    ignore_mismatched_sizes: bool = False, **kwargs: Any):
     use_jit = kwargs.pop("use_jit", True)
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
@@ -53,7 +54,7 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
     state = read_checkpoint(weights, framework=framework, shard_paths=shard_paths)
 
     model = cls(config, rngs=rngs, use_jit=use_jit)
-    report = load_canonical_state(model, state, source=weights)
+    report = load_canonical_state(model, state, source=weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
     if dtype is not None:
         cast_params(model, dtype)
     if device is not None:
@@ -80,7 +81,8 @@ def jax_device(device) -> jax.Device:
         raise ValueError(f"No JAX device {device!r} here ({', '.join(map(str, jax.devices()))}).") from error
 
 
-def load_canonical_state(model: nnx.Module, state: dict[str, Any], source: str = "checkpoint"):
+def load_canonical_state(model: nnx.Module, state: dict[str, Any], source: str = "checkpoint",
+                         ignore_mismatched_sizes: bool = False):
     """Copy canonical tensors into `model`; raise on shape mismatches, warn about missing or unused tensors."""
     params = nnx.state(model, nnx.Param)
     flat = dict(nnx.to_flat_state(params))
@@ -91,7 +93,8 @@ def load_canonical_state(model: nnx.Module, state: dict[str, Any], source: str =
         where[key] = (path, transposed, shape[::-1] if transposed else shape)
     tied = set(model.tied_keys())
     report = match_names({k: v[2] for k, v in where.items()}, {k: tuple(v.shape) for k, v in state.items()},
-                         model_has_prefix=hasattr(model, model.base_model_prefix), tied=tied, source=source)
+                         model_has_prefix=hasattr(model, model.base_model_prefix), tied=tied, source=source,
+                         ignore_mismatched_sizes=ignore_mismatched_sizes)
     report.ignore_unused_pooler(where)
     for model_key, ckpt_key in report.mapping.items():
         path, transposed, _ = where[model_key]

@@ -16,14 +16,14 @@ from ..hub import checkpoint_config, resolve_checkpoint
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype: torch.dtype | None,
-                    output_loading_info: bool, device=None, **kwargs: Any):
+                    output_loading_info: bool, device=None, ignore_mismatched_sizes: bool = False, **kwargs: Any):
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="pt", shard_paths=shard_paths)
 
     with torch.device(torch_device(device)):  # the parameters are made there; the checkpoint's are copied in
         model = cls(config)
-    report = load_canonical_state(model, state, source=weights)
+    report = load_canonical_state(model, state, source=weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
     if dtype is not None:
         model.to(dtype)
     model.eval()
@@ -49,14 +49,15 @@ def torch_device(device) -> torch.device:
     return torch.device("cuda" if platform == "gpu" else platform, index)
 
 
-def load_canonical_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"):
+def load_canonical_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint",
+                         ignore_mismatched_sizes: bool = False):
     """Copy canonical tensors into `model`; raise on shape mismatches, warn about missing or unused tensors."""
     params = model.state_dict()
     tied = set(model.tied_keys())
     expected = {k: tuple(v.shape) for k, v in params.items() if k not in tied}
     report = match_names(expected, {k: tuple(v.shape) for k, v in state.items()},
                          model_has_prefix=model.base_model_prefix in dict(model.named_children()),
-                         tied=tied, source=source)
+                         tied=tied, source=source, ignore_mismatched_sizes=ignore_mismatched_sizes)
     report.ignore_unused_pooler(expected)
     with torch.no_grad():
         for model_key, ckpt_key in report.mapping.items():

@@ -307,7 +307,9 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
 
         Reads `model.safetensors`, `pytorch_model.bin` (with `weights_only=True`) or sharded versions of either.
         Keyword arguments that are config fields (`num_labels=3`, `attention_window=...`) update the config; the
-        others (`revision`, `cache_dir`, `local_files_only`, `token`) go to the Hub.
+        others (`revision`, `cache_dir`, `local_files_only`, `token`) go to the Hub. `ignore_mismatched_sizes=True`
+        initialises anew a head's tensors whose shapes differ from the checkpoint's (a classifier of another
+        `num_labels`), with a warning naming them.
         """
         return load_pretrained(cls, name_or_path, config=config, dtype=dtype, device=device,
                                output_loading_info=output_loading_info, **kwargs)

@@ -59,13 +59,13 @@ def canonical_state(model: keras.layers.Layer) -> dict[str, np.ndarray]:
 
 
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
-                    device=None, **kwargs: Any):
+                    device=None, ignore_mismatched_sizes: bool = False, **kwargs: Any):
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="numpy", shard_paths=shard_paths)
     with tf.device(tf_device(device)):  # the variables live there
         model = _build(cls, config, dtype)
-        report = load_canonical_state(model, state, source=weights)
+        report = load_canonical_state(model, state, source=weights, ignore_mismatched_sizes=ignore_mismatched_sizes)
     return (model, report.as_dict()) if output_loading_info else model
 
 
@@ -95,13 +95,14 @@ def _build(cls, config: LongformerConfig, dtype):
         keras.config.set_dtype_policy(previous)
 
 
-def load_canonical_state(model: keras.layers.Layer, state: dict[str, Any], source: str = "checkpoint"):
+def load_canonical_state(model: keras.layers.Layer, state: dict[str, Any], source: str = "checkpoint",
+                         ignore_mismatched_sizes: bool = False):
     """Copy canonical tensors into `model`; raise on shape mismatches, warn about missing or unused tensors."""
     where = canonical_variables(model)
     expected = {k: tuple(v.shape)[::-1] if t else tuple(v.shape) for k, (v, t) in where.items()}
     report = match_names(expected, {k: tuple(np.shape(v)) for k, v in state.items()},
                          model_has_prefix=hasattr(model, model.base_model_prefix), tied=set(model.tied_keys()),
-                         source=source)
+                         source=source, ignore_mismatched_sizes=ignore_mismatched_sizes)
     report.ignore_unused_pooler(expected)
     for model_key, ckpt_key in report.mapping.items():
         variable, transposed = where[model_key]

@@ -447,7 +447,9 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
         (`dtype="mixed_bfloat16"`, or the global policy) keeps the variables in float32. `device` ("cpu", "gpu",
         "/GPU:1") places the variables (calls run where TF places them: wrap them in `tf.device` to choose).
         Keyword arguments that are config fields (`num_labels=3`) update the config; `revision`, `cache_dir`,
-        `local_files_only`, `token` go to the Hub."""
+        `local_files_only`, `token` go to the Hub. `ignore_mismatched_sizes=True` initialises anew a head's tensors
+        whose shapes differ from the checkpoint's (a classifier of another `num_labels`), with a warning naming
+        them."""
         return load_pretrained(cls, name_or_path, config=config, dtype=dtype, device=device,
                                output_loading_info=output_loading_info, **kwargs)
 
