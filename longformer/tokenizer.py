@@ -28,13 +28,34 @@ _HUGE = int(1e30)  # Hugging Face's "no limit" model_max_length
 
 
 class BatchEncoding(dict):
-    """The tokenizer's result: a dict (`enc["input_ids"]`) that also reads as attributes (`enc.input_ids`)."""
+    """The tokenizer's result: a dict (`enc["input_ids"]`) that also reads as attributes (`enc.input_ids`), and
+    for each row (`batch_index`, 0 for a single text) its tokens, the word each token came from (`word_ids`: to
+    align word labels, e.g. named entities, with tokens) and the text each came from (`sequence_ids`: 0 the first
+    text, 1 the pair; None for special tokens and padding), as Hugging Face's."""
+
+    def __init__(self, data: dict[str, Any], encodings: list | None = None):
+        super().__init__(data)
+        self.encodings = encodings  # the `tokenizers.Encoding` of each row
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError as e:
             raise AttributeError(name) from e
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        return self._row(batch_index).tokens
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._row(batch_index).word_ids
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        return self._row(batch_index).sequence_ids
+
+    def _row(self, batch_index: int):
+        if not self.encodings:
+            raise ValueError("This BatchEncoding was not made by a tokenizer call: it has no tokens to describe.")
+        return self.encodings[batch_index]
 
 
 def _convert(array: np.ndarray, return_tensors: str | None):
@@ -95,8 +116,13 @@ class LongformerTokenizer:
         return cls(tok, model_max_length=model_max_length)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_kwargs: Any) -> LongformerTokenizer:
-        """Load from a folder or Hub id: `tokenizer.json` if present, else `vocab.json` + `merges.txt`."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, add_prefix_space: bool | None = None,
+                        **hub_kwargs: Any) -> LongformerTokenizer:
+        """Load from a folder or Hub id: `tokenizer.json` if present, else `vocab.json` + `merges.txt`.
+
+        `add_prefix_space=True` tokenizes the first word as if a space came before it, as every later word is
+        (default: the files' setting, False for the AllenAI checkpoints); words given one by one
+        (`is_split_into_words=True`) need it, as in Hugging Face."""
         from .hub import resolve_file
 
         path = os.fspath(name_or_path)
@@ -108,17 +134,22 @@ class LongformerTokenizer:
             pass
         max_len = settings.get("model_max_length")
         max_len = max_len if isinstance(max_len, int) and max_len < _HUGE else None
+        if add_prefix_space is None and "add_prefix_space" in settings:
+            add_prefix_space = bool(settings["add_prefix_space"])
         try:
-            return cls(Tokenizer.from_file(resolve_file(path, TOKENIZER_FILE, **hub_kwargs)), model_max_length=max_len)
+            tok = Tokenizer.from_file(resolve_file(path, TOKENIZER_FILE, **hub_kwargs))
         except FileNotFoundError:
             pass
+        else:
+            return cls(tok if add_prefix_space is None else _with_prefix_space(tok, add_prefix_space),
+                       model_max_length=max_len)
         try:
             vocab = resolve_file(path, VOCAB_FILE, **hub_kwargs)
             merges = resolve_file(path, MERGES_FILE, **hub_kwargs)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path} has no tokenizer: expected {TOKENIZER_FILE}, or {VOCAB_FILE} and "
                                     f"{MERGES_FILE} ({e})") from e
-        return cls.from_vocab_and_merges(vocab, merges, add_prefix_space=bool(settings.get("add_prefix_space", False)),
+        return cls.from_vocab_and_merges(vocab, merges, add_prefix_space=bool(add_prefix_space),
                                          trim_offsets=bool(settings.get("trim_offsets", True)),
                                          model_max_length=max_len)
 
@@ -128,11 +159,16 @@ class LongformerTokenizer:
         os.makedirs(save_directory, exist_ok=True)
         self.backend.save(os.path.join(save_directory, TOKENIZER_FILE))
         self.backend.model.save(save_directory)
-        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS}
+        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS, "add_prefix_space": self.add_prefix_space}
         if self.model_max_length < _HUGE:
             settings["model_max_length"] = self.model_max_length
         with open(os.path.join(save_directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(settings, f, indent=2)
+
+    @property
+    def add_prefix_space(self) -> bool:
+        """Whether the first word is tokenized as if a space came before it (the byte-level pre-tokenizer's)."""
+        return bool(getattr(self.backend.pre_tokenizer, "add_prefix_space", False))
 
     # ------------------------------------------------------------------ vocabulary
     @property
@@ -165,28 +201,41 @@ class LongformerTokenizer:
                  max_length: int | None = None, pad_to_multiple_of: int | None = None,
                  return_tensors: str | None = None, return_attention_mask: bool = True,
                  return_token_type_ids: bool = False, return_special_tokens_mask: bool = False,
-                 return_offsets_mapping: bool = False) -> BatchEncoding:
+                 return_offsets_mapping: bool = False, is_split_into_words: bool = False) -> BatchEncoding:
         """Tokenize one text (or pair) or a batch; arguments as Hugging Face's tokenizers.
 
         Args:
+            is_split_into_words: each text is a list of words (a batch: a list of such lists), tokenized word by
+                word; `enc.word_ids(i)` then maps row i's tokens to their words. Needs `add_prefix_space=True`.
             padding: False / 'do_not_pad', True / 'longest' (to the longest in the batch), 'max_length'.
             truncation: False / 'do_not_truncate', True / 'longest_first', 'only_first', 'only_second'.
             max_length: limit for truncation and 'max_length' padding (default: `model_max_length`).
             pad_to_multiple_of: round padded lengths up (use the attention window for compile-friendly shapes).
             return_tensors: None (lists), 'np', 'pt', 'tf' or 'jax'.
         """
-        batched = not isinstance(text, str)
+        if is_split_into_words and not self.add_prefix_space:
+            raise ValueError("is_split_into_words=True needs a tokenizer that adds a prefix space, so that each word "
+                             "is tokenized as in running text: load it with "
+                             "LongformerTokenizer.from_pretrained(..., add_prefix_space=True).")
+
+        def is_one(t) -> bool:  # one text: a string, or with is_split_into_words a list of words
+            if is_split_into_words:
+                return isinstance(t, (list, tuple)) and all(isinstance(w, str) for w in t)
+            return isinstance(t, str)
+
+        batched = not is_one(text)
         if batched:
             texts = list(text)
             pairs = None if text_pair is None else list(text_pair)
-            if pairs is not None and (isinstance(text_pair, str) or len(pairs) != len(texts)):
+            if pairs is not None and (is_one(text_pair) or len(pairs) != len(texts)):
                 raise ValueError("With a batch of texts, text_pair must be a batch of the same length.")
         else:
-            if text_pair is not None and not isinstance(text_pair, str):
+            if text_pair is not None and not is_one(text_pair):
                 raise ValueError("With a single text, text_pair must be a single text too.")
             texts, pairs = [text], None if text_pair is None else [text_pair]
-        if not all(isinstance(t, str) for t in texts + (pairs or [])):
-            raise TypeError("text and text_pair must be strings or lists of strings.")
+        if not all(is_one(t) for t in texts + (pairs or [])):
+            raise TypeError("text and text_pair must be strings or lists of strings" + (
+                " (is_split_into_words: lists of words, or a batch of them)." if is_split_into_words else "."))
 
         padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
         truncation = {True: "longest_first", False: "do_not_truncate", None: "do_not_truncate"}.get(truncation,
@@ -213,7 +262,8 @@ class LongformerTokenizer:
             else:
                 backend.no_padding()
             inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
-            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens,
+                                             is_pretokenized=is_split_into_words)
         except Exception as e:  # tokenizers raises a plain Exception for impossible truncations
             raise ValueError(f"Tokenization failed: {e}") from e
         finally:
@@ -239,10 +289,10 @@ class LongformerTokenizer:
             for key, value in fields.items():
                 array = np.asarray(value, dtype=np.int64)
                 out[key] = _convert(array, return_tensors)
-            return BatchEncoding(out)
+            return BatchEncoding(out, encodings)
         if not batched:
             fields = {k: v[0] for k, v in fields.items()}
-        return BatchEncoding(fields)
+        return BatchEncoding(fields, encodings)
 
     def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
         return self(text, text_pair, **kwargs)["input_ids"]
@@ -269,6 +319,16 @@ class LongformerTokenizer:
         `tokenizer(question, context)` makes them, with exactly three `</s>`)."""
         return _convert(automatic_global_attention("LongformerForQuestionAnswering", input_ids, None,
                                                    self.sep_token_id), return_tensors)
+
+
+def _with_prefix_space(tok: Tokenizer, add_prefix_space: bool) -> Tokenizer:
+    """`tok` with its byte-level pre-tokenizer's and post-processor's `add_prefix_space` set (Hugging Face applies
+    its tokenizer's `add_prefix_space` argument to tokenizer.json the same way)."""
+    state = json.loads(tok.to_str())
+    for part in ("pre_tokenizer", "post_processor"):
+        if isinstance(state.get(part), dict) and "add_prefix_space" in state[part]:
+            state[part]["add_prefix_space"] = add_prefix_space
+    return Tokenizer.from_str(json.dumps(state))
 
 
 def _clean_up(text: str) -> str:

@@ -15,13 +15,14 @@ TEXTS = ["Hello world!", "The quick brown fox jumps over the lazy dog.", "  lead
 PAIRS = [("Who jumps?", "The quick brown fox jumps over the lazy dog."), ("Numbers?", "12345 and 678")]
 
 
-def hf_tokenizer(folder):
+def hf_tokenizer(folder, **kwargs):
     """Hugging Face's tokenizer as Longformer checkpoints configure it: `<mask>` strips the space before it
     (LongformerTokenizer's own default in 4.x, and the Hub checkpoints' tokenizer files)."""
     from tokenizers import AddedToken
 
     return transformers.LongformerTokenizerFast.from_pretrained(
-        str(folder), mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True))
+        str(folder), mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True),
+        **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,51 @@ def test_batch_decode_and_vocab_files(both, tmp_path):
     assert again(TEXTS[1])["input_ids"] == ours(TEXTS[1])["input_ids"]
     hf_again = transformers.LongformerTokenizerFast.from_pretrained(str(tmp_path))  # our files carry the lstrip
     assert hf_again(TEXTS[3])["input_ids"] == ours(TEXTS[3])["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def both_with_prefix_space(tokenizer_dir):
+    return (LongformerTokenizer.from_pretrained(tokenizer_dir, add_prefix_space=True),
+            hf_tokenizer(tokenizer_dir, add_prefix_space=True))
+
+
+WORDS = [["Longformer", "reads", "long", "documents", "."], ["The", "quick", "brown", "fox"], ["café", "東京", "x"]]
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(padding=True), dict(truncation=True, max_length=6, padding=True)])
+def test_words_and_their_tokens_match(both_with_prefix_space, kwargs):
+    """Token classification's input: words one by one (is_split_into_words), and word_ids to align word labels
+    with tokens; also pairs of word lists, sequence_ids and tokens."""
+    ours, hf = both_with_prefix_space
+    for args in ((WORDS,), (WORDS, WORDS[::-1])):
+        a, b = ours(*args, is_split_into_words=True, **kwargs), hf(*args, is_split_into_words=True, **kwargs)
+        assert a["input_ids"] == b["input_ids"] and a["attention_mask"] == b["attention_mask"]
+        for i in range(len(WORDS)):
+            assert (a.word_ids(i), a.sequence_ids(i), a.tokens(i)) == (b.word_ids(i), b.sequence_ids(i), b.tokens(i))
+    a, b = ours(WORDS[0], is_split_into_words=True), hf(WORDS[0], is_split_into_words=True)  # one, not a batch
+    assert a["input_ids"] == b["input_ids"] and a.word_ids() == b.word_ids()
+
+
+def test_the_prefix_space_setting_matches_and_is_saved(both_with_prefix_space, both, tmp_path):
+    ours, hf = both_with_prefix_space
+    assert ours.add_prefix_space and not both[0].add_prefix_space
+    for text in TEXTS:
+        assert ours(text)["input_ids"] == hf(text)["input_ids"]
+    assert ours(TEXTS[1])["input_ids"] != both[0](TEXTS[1])["input_ids"]
+    ours.save_pretrained(tmp_path)
+    again = LongformerTokenizer.from_pretrained(tmp_path)
+    assert again.add_prefix_space and again(TEXTS[1])["input_ids"] == ours(TEXTS[1])["input_ids"]
+
+
+def test_word_ids_of_running_text_match(both):
+    ours, hf = both
+    a, b = ours(TEXTS[:5], padding=True), hf(TEXTS[:5], padding=True)
+    assert all(a.word_ids(i) == b.word_ids(i) for i in range(5))
+
+
+def test_words_need_a_prefix_space(both):
+    with pytest.raises(ValueError, match=r"from_pretrained\(\.\.\., add_prefix_space=True\)"):
+        both[0](WORDS, is_split_into_words=True)
 
 
 def test_global_attention_helpers(both):
