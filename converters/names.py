@@ -143,6 +143,7 @@ def match_names(expected: Mapping[str, tuple], available: Mapping[str, tuple], *
         report.mapping[model_key] = key
     mismatched = {k for k, _, _ in report.mismatched_keys}
     report.missing_keys = [k for k in expected if k not in report.mapping and k not in mismatched]
+
     def of_encoder(model_key: str) -> bool:
         return (model_key[len(BASE_PREFIX):] if model_has_prefix else model_key).startswith(("embeddings.", "encoder."))
 
