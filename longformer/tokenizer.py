@@ -323,7 +323,11 @@ class LongformerTokenizer:
 
 def _with_prefix_space(tok: Tokenizer, add_prefix_space: bool) -> Tokenizer:
     """`tok` with its byte-level pre-tokenizer's and post-processor's `add_prefix_space` set (Hugging Face applies
-    its tokenizer's `add_prefix_space` argument to tokenizer.json the same way)."""
+    its tokenizer's `add_prefix_space` argument to tokenizer.json the same way). `tok` itself where both already
+    have it: no round trip through JSON (~0.1 s for a 50k vocabulary) on every load of a saved tokenizer."""
+    if all(getattr(part, "add_prefix_space", add_prefix_space) == add_prefix_space
+           for part in (tok.pre_tokenizer, tok.post_processor)):
+        return tok
     state = json.loads(tok.to_str())
     for part in ("pre_tokenizer", "post_processor"):
         if isinstance(state.get(part), dict) and "add_prefix_space" in state[part]:

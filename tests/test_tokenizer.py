@@ -146,6 +146,9 @@ def test_the_prefix_space_setting_matches_and_is_saved(both_with_prefix_space, b
     ours.save_pretrained(tmp_path)
     again = LongformerTokenizer.from_pretrained(tmp_path)
     assert again.add_prefix_space and again(TEXTS[1])["input_ids"] == ours(TEXTS[1])["input_ids"]
+    both[0].save_pretrained(tmp_path / "without")  # a tokenizer.json without it, turned on at loading
+    turned_on = LongformerTokenizer.from_pretrained(tmp_path / "without", add_prefix_space=True)
+    assert turned_on.add_prefix_space and turned_on(TEXTS[1])["input_ids"] == ours(TEXTS[1])["input_ids"]
 
 
 def test_word_ids_of_running_text_match(both):
