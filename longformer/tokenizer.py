@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+from ._warn import warn
 from .inputs import automatic_global_attention
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -201,7 +202,8 @@ class LongformerTokenizer:
                  max_length: int | None = None, pad_to_multiple_of: int | None = None,
                  return_tensors: str | None = None, return_attention_mask: bool = True,
                  return_token_type_ids: bool = False, return_special_tokens_mask: bool = False,
-                 return_offsets_mapping: bool = False, is_split_into_words: bool = False) -> BatchEncoding:
+                 return_offsets_mapping: bool = False, is_split_into_words: bool = False, stride: int = 0,
+                 return_overflowing_tokens: bool = False) -> BatchEncoding:
         """Tokenize one text (or pair) or a batch; arguments as Hugging Face's tokenizers.
 
         Args:
@@ -212,6 +214,11 @@ class LongformerTokenizer:
             max_length: limit for truncation and 'max_length' padding (default: `model_max_length`).
             pad_to_multiple_of: round padded lengths up (use the attention window for compile-friendly shapes).
             return_tensors: None (lists), 'np', 'pt', 'tf' or 'jax'.
+            return_overflowing_tokens: keep what truncation cuts off as further rows, each as long as the first
+                (a document longer than the model, in windows); `overflow_to_sample_mapping` names each row's
+                input, and the result is a batch even for one text.
+            stride: tokens each overflowing row repeats from the end of the row before it (so that an answer cut
+                at a row's edge is whole in one of them); smaller than the room left for the truncated text.
         """
         if is_split_into_words and not self.add_prefix_space:
             raise ValueError("is_split_into_words=True needs a tokenizer that adds a prefix space, so that each word "
@@ -238,6 +245,10 @@ class LongformerTokenizer:
                 " (is_split_into_words: lists of words, or a batch of them)." if is_split_into_words else "."))
 
         padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
+        if truncation is None and max_length is not None and padding == "do_not_pad":
+            warn(f"max_length={max_length} without truncation: truncating ('longest_first'), as Hugging Face does. "
+                 "Pass truncation=True to say so, or truncation=False to keep whole texts.")
+            truncation = True
         truncation = {True: "longest_first", False: "do_not_truncate", None: "do_not_truncate"}.get(truncation,
                                                                                                       truncation)
         if padding not in ("longest", "max_length", "do_not_pad"):
@@ -245,6 +256,8 @@ class LongformerTokenizer:
         if truncation not in ("longest_first", "only_first", "only_second", "do_not_truncate"):
             raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first' or 'only_second'; "
                              f"got {truncation!r}")
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0:
+            raise ValueError(f"stride must be an int >= 0; got {stride!r}")
         limit = max_length if max_length is not None else self.model_max_length
         if padding == "max_length" and limit >= _HUGE:
             raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
@@ -252,7 +265,7 @@ class LongformerTokenizer:
         backend = self.backend
         try:
             if truncation != "do_not_truncate" and limit < _HUGE:
-                backend.enable_truncation(limit, strategy=truncation)
+                backend.enable_truncation(limit, stride=int(stride), strategy=truncation)
             else:
                 backend.no_truncation()
             if padding != "do_not_pad":
@@ -266,10 +279,20 @@ class LongformerTokenizer:
                                              is_pretokenized=is_split_into_words)
         except Exception as e:  # tokenizers raises a plain Exception for impossible truncations
             raise ValueError(f"Tokenization failed: {e}") from e
+        except BaseException as e:  # and panics (a BaseException) for a stride as long as the room left
+            if type(e).__name__ != "PanicException":
+                raise
+            raise ValueError(f"Tokenization failed: stride={stride} leaves no new tokens for the overflowing rows "
+                             f"({str(e).splitlines()[0]}); use a smaller stride or a larger max_length.") from None
         finally:
             backend.no_truncation()
             backend.no_padding()
 
+        mapping = None
+        if return_overflowing_tokens:  # each input's rows: what was kept, then what truncation cut off
+            rows = [(i, row) for i, e in enumerate(encodings) for row in [e, *e.overflowing]]
+            mapping, encodings = [i for i, _ in rows], [row for _, row in rows]
+            batched = True
         fields = {"input_ids": [e.ids for e in encodings]}
         if return_token_type_ids:
             fields["token_type_ids"] = [[0] * len(e.ids) for e in encodings]  # RoBERTa: always zeros
@@ -279,6 +302,8 @@ class LongformerTokenizer:
             fields["special_tokens_mask"] = [e.special_tokens_mask for e in encodings]
         if return_offsets_mapping:
             fields["offset_mapping"] = [[tuple(o) for o in e.offsets] for e in encodings]
+        if mapping is not None:
+            fields["overflow_to_sample_mapping"] = mapping
 
         if return_tensors is not None:
             lengths = {len(ids) for ids in fields["input_ids"]}

@@ -151,6 +151,60 @@ def test_the_prefix_space_setting_matches_and_is_saved(both_with_prefix_space, b
     assert turned_on.add_prefix_space and turned_on(TEXTS[1])["input_ids"] == ours(TEXTS[1])["input_ids"]
 
 
+def plain(x):
+    """Nested lists of ints, from lists, tuples or arrays."""
+    return x.tolist() if hasattr(x, "tolist") else [plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+
+LONG = ["The quick brown fox jumps over the lazy dog. " * 3, "12345 and 678", "Hello world! " * 4]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(truncation=True, max_length=10, stride=3),
+    dict(truncation=True, max_length=10, stride=0, padding=True, return_tensors="np"),
+    dict(truncation="only_second", max_length=16, stride=4, padding="max_length", pair=True),
+    dict(truncation=True, max_length=16, stride=2, pair=True),
+    dict(truncation="only_first", max_length=16, stride=2, pair="reversed"),
+    dict(truncation=False, max_length=10),  # no truncation: one row per text, still with its mapping
+])
+def test_long_documents_in_overflowing_rows_match(both, kwargs):
+    """Question answering over a document longer than the model: the cut-off tokens come back as further rows
+    that repeat `stride` tokens, with overflow_to_sample_mapping, offsets and sequence ids as Hugging Face's."""
+    ours, hf = both
+    kwargs = dict(kwargs, return_overflowing_tokens=True, return_offsets_mapping=True)
+    pair = kwargs.pop("pair", None)
+    args = ((LONG,) if pair is None else ([q for q, _ in PAIRS] + ["Hi?"], LONG) if pair is True
+            else (LONG, [q for q, _ in PAIRS] + ["Hi?"]))
+    a, b = ours(*args, **kwargs), hf(*args, **kwargs)
+    assert set(a) == set(b)
+    for key in b:
+        assert plain(a[key]) == plain(b[key]), key
+    assert (len(a["input_ids"]) > len(LONG)) == bool(kwargs["truncation"])
+    for i in range(len(b["input_ids"])):
+        assert (a.sequence_ids(i), a.tokens(i)) == (b.sequence_ids(i), b.tokens(i))
+    one = [LONG[0]] + ([] if pair is None else ["Hi?"])  # one text (or pair): still a batch, of its rows
+    one, one_hf = ours(*one[::-1 if pair is True else 1], **kwargs), hf(*one[::-1 if pair is True else 1], **kwargs)
+    assert plain(one["input_ids"]) == plain(one_hf["input_ids"])
+    assert plain(one["overflow_to_sample_mapping"]) == [0] * len(one["input_ids"])
+
+
+def test_max_length_alone_truncates_as_in_hugging_face(both):
+    ours, hf = both
+    with pytest.warns(UserWarning, match="truncation=True"):
+        a = ours(LONG, max_length=10)
+    assert a["input_ids"] == hf(LONG, max_length=10)["input_ids"] and max(map(len, a["input_ids"])) == 10
+    assert len(ours(LONG[0], max_length=20, padding="max_length")["input_ids"]) > 20  # padding: no truncation
+
+
+def test_a_stride_with_no_room_left_is_refused(both):
+    ours, _ = both
+    with pytest.raises(ValueError, match="smaller stride or a larger max_length"):
+        ours("Who?", LONG[0], truncation="only_second", max_length=16, stride=12, return_overflowing_tokens=True)
+    with pytest.raises(ValueError, match="stride must be an int >= 0"):
+        ours(LONG[0], truncation=True, max_length=10, stride=-1, return_overflowing_tokens=True)
+    assert ours(LONG[0], truncation=True, max_length=10)["input_ids"][-1] == ours.eos_token_id  # still usable
+
+
 def test_word_ids_of_running_text_match(both):
     ours, hf = both
     a, b = ours(TEXTS[:5], padding=True), hf(TEXTS[:5], padding=True)
