@@ -239,16 +239,16 @@ class LongformerTokenizer:
         else:
             if text_pair is not None and not is_one(text_pair):
                 raise ValueError("With a single text, text_pair must be a single text too.")
-            texts, pairs = [text], None if text_pair is None else [text_pair]
+            texts, pairs = [text], [text_pair] if text_pair else None  # an empty pair: none, as in Hugging Face
         if not all(is_one(t) for t in texts + (pairs or [])):
             raise TypeError("text and text_pair must be strings or lists of strings" + (
                 " (is_split_into_words: lists of words, or a batch of them)." if is_split_into_words else "."))
 
-        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
-        if truncation is None and max_length is not None and padding == "do_not_pad":
+        if truncation is None and max_length is not None and padding is False:  # the defaults: as Hugging Face
             warn(f"max_length={max_length} without truncation: truncating ('longest_first'), as Hugging Face does. "
                  "Pass truncation=True to say so, or truncation=False to keep whole texts.")
             truncation = True
+        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
         truncation = {True: "longest_first", False: "do_not_truncate", None: "do_not_truncate"}.get(truncation,
                                                                                                       truncation)
         if padding not in ("longest", "max_length", "do_not_pad"):
@@ -262,8 +262,15 @@ class LongformerTokenizer:
         if padding == "max_length" and limit >= _HUGE:
             raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
 
+        if (truncation != "do_not_truncate" and padding != "do_not_pad" and pad_to_multiple_of
+                and limit < _HUGE and limit % pad_to_multiple_of):
+            raise ValueError(f"Truncation to max_length={limit} and padding to a multiple of {pad_to_multiple_of} "
+                             "disagree: rows would be padded past max_length. Make max_length a multiple of "
+                             "pad_to_multiple_of.")
+
         backend = self.backend
         try:
+            inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
             if truncation != "do_not_truncate" and limit < _HUGE:
                 backend.enable_truncation(limit, stride=int(stride), strategy=truncation)
             else:
@@ -274,16 +281,17 @@ class LongformerTokenizer:
                                        pad_to_multiple_of=pad_to_multiple_of)
             else:
                 backend.no_padding()
-            inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
             encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens,
                                              is_pretokenized=is_split_into_words)
+        except ValueError:
+            raise
         except Exception as e:  # tokenizers raises a plain Exception for impossible truncations
             raise ValueError(f"Tokenization failed: {e}") from e
-        except BaseException as e:  # and panics (a BaseException) for a stride as long as the room left
-            if type(e).__name__ != "PanicException":
-                raise
-            raise ValueError(f"Tokenization failed: stride={stride} leaves no new tokens for the overflowing rows "
-                             f"({str(e).splitlines()[0]}); use a smaller stride or a larger max_length.") from None
+        except BaseException as e:  # and panics (a BaseException, with a line on stderr) for a stride as long as
+            if type(e).__name__ != "PanicException":  # what truncation keeps of a pair's text: found only there,
+                raise  # as checking it first would cost an extra pass over the texts
+            raise ValueError(f"stride={stride} is not smaller than what max_length={limit} keeps of a text "
+                             f"({str(e).splitlines()[0]}): use a smaller stride or a larger max_length.") from None
         finally:
             backend.no_truncation()
             backend.no_padding()
@@ -295,7 +303,8 @@ class LongformerTokenizer:
             batched = True
         fields = {"input_ids": [e.ids for e in encodings]}
         if return_token_type_ids:
-            fields["token_type_ids"] = [[0] * len(e.ids) for e in encodings]  # RoBERTa: always zeros
+            fields["token_type_ids"] = [e.type_ids for e in encodings]  # zeros, but 1 for a pair's second text
+            # when add_special_tokens=False (no RoBERTa post-processing), as in Hugging Face
         if return_attention_mask:
             fields["attention_mask"] = [e.attention_mask for e in encodings]
         if return_special_tokens_mask:

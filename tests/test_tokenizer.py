@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -196,13 +198,76 @@ def test_max_length_alone_truncates_as_in_hugging_face(both):
     assert len(ours(LONG[0], max_length=20, padding="max_length")["input_ids"]) > 20  # padding: no truncation
 
 
+def test_an_empty_pair_is_no_pair_as_in_hugging_face(both):
+    ours, hf = both
+    assert ours("Who?", "")["input_ids"] == hf("Who?", "")["input_ids"] == ours("Who?")["input_ids"]
+    assert ours(["Who?"], [""])["input_ids"] == hf(["Who?"], [""])["input_ids"]  # in a batch it stays a pair
+    assert ours(["Who?"], [""])["input_ids"][0].count(ours.eos_token_id) == 3
+
+
+def test_max_length_and_pad_to_multiple_of_must_agree(both):
+    ours, _ = both
+    with pytest.raises(ValueError, match="Make max_length a multiple of pad_to_multiple_of"):
+        ours(LONG, truncation=True, max_length=10, padding=True, pad_to_multiple_of=4)
+    assert len(ours(LONG[0], truncation=True, max_length=12, padding=True, pad_to_multiple_of=4)["input_ids"]) == 12
+
+
 def test_a_stride_with_no_room_left_is_refused(both):
     ours, _ = both
-    with pytest.raises(ValueError, match="smaller stride or a larger max_length"):
+    with pytest.raises(ValueError, match="stride=12 is not smaller than what max_length=16 keeps .*max_len=8.* use a smaller stride"):
         ours("Who?", LONG[0], truncation="only_second", max_length=16, stride=12, return_overflowing_tokens=True)
+    with pytest.raises(ValueError, match="stride set to 9, which is greater than or equal to its effective max length of 8"):
+        ours(LONG[0], truncation=True, max_length=10, stride=9, return_overflowing_tokens=True)
     with pytest.raises(ValueError, match="stride must be an int >= 0"):
         ours(LONG[0], truncation=True, max_length=10, stride=-1, return_overflowing_tokens=True)
     assert ours(LONG[0], truncation=True, max_length=10)["input_ids"][-1] == ours.eos_token_id  # still usable
+
+
+# Where we refuse what Hugging Face lets through: padding="max_length" with no length (it pads nothing, with a
+# warning) and tensors of rows of different lengths (it returns a list of arrays).
+OUR_REFUSALS = ("padding='max_length' needs max_length", "The texts have different lengths")
+
+
+def test_random_calls_match_hugging_face(both):
+    """1000 random calls (texts, pairs, batches; padding, truncation, max_length, stride, overflowing rows,
+    pad_to_multiple_of, every return_* flag, add_special_tokens): every field equal to Hugging Face's, or both
+    refuse (ours with a ValueError), or ours refuses for one of OUR_REFUSALS."""
+    import random
+
+    ours, hf = both
+    words = "the quick brown fox <mask> jumps 12345 café 東京 Hello world ! ? , doesn't  \t\n x".split(" ")
+    rng = random.Random(0)
+
+    def text():
+        return " ".join(rng.choice(words) for _ in range(rng.randint(0, 30)))
+
+    for _ in range(1000):
+        n = rng.randint(1, 4) if rng.random() < 0.6 else None
+        first = text() if n is None else [text() for _ in range(n)]
+        second = None if rng.random() < 0.5 else text() if n is None else [text() for _ in range(n)]
+        kwargs = {k: v for k, v in dict(
+            padding=rng.choice([True, False, "longest", "max_length", "do_not_pad"]),
+            truncation=rng.choice([True, False, "longest_first", "only_first", "only_second", "do_not_truncate"]),
+            max_length=rng.randint(1, 40), stride=rng.randint(0, 6), return_overflowing_tokens=True,
+            pad_to_multiple_of=rng.choice([2, 4, 8]), return_offsets_mapping=True, return_special_tokens_mask=True,
+            return_token_type_ids=True, add_special_tokens=False, return_tensors="np", return_attention_mask=False,
+        ).items() if rng.random() < 0.5}
+        results = []
+        for tokenizer in (ours, hf):
+            try:
+                with warnings.catch_warnings():  # max_length without truncation (both warn)
+                    warnings.simplefilter("ignore")
+                    results.append({k: plain(v) for k, v in tokenizer(first, second, **kwargs).items()})
+            except BaseException as e:  # tokenizers' errors reach Hugging Face's caller as they are: an Exception,
+                if not isinstance(e, Exception) and type(e).__name__ != "PanicException":  # or a Rust panic
+                    raise
+                results.append(e)
+        a, b = results
+        assert isinstance(a, (dict, ValueError)), (first, second, kwargs, a)
+        if isinstance(a, ValueError) and isinstance(b, dict):
+            assert any(m in str(a) for m in OUR_REFUSALS), (first, second, kwargs, a)
+        else:
+            assert not isinstance(b, dict) if isinstance(a, ValueError) else a == b, (first, second, kwargs, a, b)
 
 
 def test_word_ids_of_running_text_match(both):
