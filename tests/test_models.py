@@ -165,23 +165,10 @@ def test_a_training_step_lowers_the_loss(tmp_path_factory, backend, head):
     assert backend.grads(model, inputs, head)[0] < 0.995 * loss
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(tmp_path_factory, backend):
-    head = "LongformerForTokenClassification"
-    folder, _ = checkpoint(tmp_path_factory, head, attention_window=WINDOWS, hidden_dropout_prob=0.0,
-                           attention_probs_dropout_prob=0.0)
-    model = backend.load(folder, head)
-    inputs = make_inputs("padded_globals", head)
-    loss, plain = backend.grads(model, inputs, head)
-    model.gradient_checkpointing_enable()
-    again, remat = backend.grads(model, inputs, head)
-    assert abs(again - loss) <= 1e-6 and plain.keys() == remat.keys()
-    for key, g in plain.items():
-        assert np.abs(g - remat[key]).max() <= 1e-6 * max(1.0, np.abs(g).max()), key
-
-
 def test_gradient_checkpointing_draws_the_forwards_dropout_masks(tmp_path_factory, backend):
-    """With dropout on, a checkpointed step from the same random state gives the plain step's gradients: the
-    recomputation draws the forward's masks (a step from the state after it draws new ones)."""
+    """A checkpointed step from the same random state gives the plain step's loss and gradients, with dropout on:
+    the recomputation draws the forward's masks (a step from the state after it draws new ones). Without dropout
+    it is the same code with nothing drawn, so this covers it too."""
     head = "LongformerForTokenClassification"
     folder, _ = checkpoint(tmp_path_factory, head, attention_window=WINDOWS, hidden_dropout_prob=0.2,
                            attention_probs_dropout_prob=0.2)
