@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,9 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
                   "mask_token": "<mask>"}
 _HUGE = int(1e30)  # Hugging Face's "no limit" model_max_length
+# What `pad` fills each input with (None: the <pad> id); global_attention_mask is Longformer's own.
+_PAD_VALUES = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1,
+               "global_attention_mask": 0}
 
 
 class BatchEncoding(dict):
@@ -96,6 +99,18 @@ class LongformerTokenizer:
             setattr(self, attr + "_id", token_id)
         self.cls_token, self.cls_token_id = self.bos_token, self.bos_token_id
         self.sep_token, self.sep_token_id = self.eos_token, self.eos_token_id
+        self.padding_side = "right"
+
+    @property
+    def padding_side(self) -> str:
+        """Where padding goes: "right" (the default) or "left", for `__call__` and `pad`."""
+        return self._padding_side
+
+    @padding_side.setter
+    def padding_side(self, side: str) -> None:
+        if side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left'; got {side!r}")
+        self._padding_side = side
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -140,19 +155,20 @@ class LongformerTokenizer:
         try:
             tok = Tokenizer.from_file(resolve_file(path, TOKENIZER_FILE, **hub_kwargs))
         except FileNotFoundError:
-            pass
+            try:
+                vocab = resolve_file(path, VOCAB_FILE, **hub_kwargs)
+                merges = resolve_file(path, MERGES_FILE, **hub_kwargs)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"{path} has no tokenizer: expected {TOKENIZER_FILE}, or {VOCAB_FILE} and "
+                                        f"{MERGES_FILE} ({e})") from e
+            tokenizer = cls.from_vocab_and_merges(vocab, merges, add_prefix_space=bool(add_prefix_space),
+                                                  trim_offsets=bool(settings.get("trim_offsets", True)),
+                                                  model_max_length=max_len)
         else:
-            return cls(tok if add_prefix_space is None else _with_prefix_space(tok, add_prefix_space),
-                       model_max_length=max_len)
-        try:
-            vocab = resolve_file(path, VOCAB_FILE, **hub_kwargs)
-            merges = resolve_file(path, MERGES_FILE, **hub_kwargs)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"{path} has no tokenizer: expected {TOKENIZER_FILE}, or {VOCAB_FILE} and "
-                                    f"{MERGES_FILE} ({e})") from e
-        return cls.from_vocab_and_merges(vocab, merges, add_prefix_space=bool(add_prefix_space),
-                                         trim_offsets=bool(settings.get("trim_offsets", True)),
-                                         model_max_length=max_len)
+            tokenizer = cls(tok if add_prefix_space is None else _with_prefix_space(tok, add_prefix_space),
+                            model_max_length=max_len)
+        tokenizer.padding_side = settings.get("padding_side", "right")
+        return tokenizer
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write `tokenizer.json`, `vocab.json`, `merges.txt` and `tokenizer_config.json`."""
@@ -160,7 +176,8 @@ class LongformerTokenizer:
         os.makedirs(save_directory, exist_ok=True)
         self.backend.save(os.path.join(save_directory, TOKENIZER_FILE))
         self.backend.model.save(save_directory)
-        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS, "add_prefix_space": self.add_prefix_space}
+        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS, "add_prefix_space": self.add_prefix_space,
+                    "padding_side": self.padding_side}
         if self.model_max_length < _HUGE:
             settings["model_max_length"] = self.model_max_length
         with open(os.path.join(save_directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
@@ -181,6 +198,40 @@ class LongformerTokenizer:
 
     def get_vocab(self) -> dict[str, int]:
         return self.backend.get_vocab(with_added_tokens=True)
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        return {"bos_token": self.bos_token, "eos_token": self.eos_token, "unk_token": self.unk_token,
+                "sep_token": self.sep_token, "pad_token": self.pad_token, "cls_token": self.cls_token,
+                "mask_token": self.mask_token}
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        return list(dict.fromkeys(self.special_tokens_map.values()))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        """2 for `<s> A </s>`, 4 for `<s> A </s></s> B </s>`."""
+        return 4 if pair else 2
+
+    def get_special_tokens_mask(self, token_ids: Sequence[int], token_ids_1: Sequence[int] | None = None,
+                                already_has_special_tokens: bool = False) -> list[int]:
+        """1 for each special token, 0 for the others: of `token_ids` as they are (`already_has_special_tokens`,
+        as Hugging Face's masked-LM collator asks), or of the sequence the tokenizer would build from them."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError("token_ids_1 must be None when already_has_special_tokens=True.")
+            special = set(self.all_special_ids)
+            return [int(int(i) in special) for i in token_ids]
+        if token_ids_1 is None:
+            return [1] + [0] * len(token_ids) + [1]
+        return [1] + [0] * len(token_ids) + [1, 1] + [0] * len(token_ids_1) + [1]
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        return self.backend.decoder.decode(list(tokens))
 
     def tokenize(self, text: str) -> list[str]:
         return self.backend.encode(text, add_special_tokens=False).tokens
@@ -276,7 +327,7 @@ class LongformerTokenizer:
             else:
                 backend.no_truncation()
             if padding != "do_not_pad":
-                backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token,
+                backend.enable_padding(direction=self.padding_side, pad_id=self.pad_token_id, pad_token=self.pad_token,
                                        length=limit if padding == "max_length" else None,
                                        pad_to_multiple_of=pad_to_multiple_of)
             else:
@@ -328,6 +379,66 @@ class LongformerTokenizer:
             fields = {k: v[0] for k, v in fields.items()}
         return BatchEncoding(fields, encodings)
 
+    def pad(self, encoded_inputs: Mapping | Sequence[Mapping], padding: bool | str = True, max_length: int | None = None,
+            pad_to_multiple_of: int | None = None, return_attention_mask: bool | None = None,
+            return_tensors: str | None = None) -> BatchEncoding:
+        """Pad tokenized examples to one length, as Hugging Face's `tokenizer.pad` (what its data collators call).
+
+        `encoded_inputs`: a list of examples (dicts, e.g. a dataset's rows) or a dict of lists (or of one example's
+        values). On `padding_side`, input_ids get `<pad>`, attention_mask and token_type_ids 0, special_tokens_mask 1
+        and global_attention_mask (Longformer's own input) 0; attention_mask is added (ones) where missing unless
+        return_attention_mask=False (one given is padded, where Hugging Face leaves it as it was); other keys
+        (labels) are left as they are. Arrays and tensors come back as the
+        same kind of tensor unless `return_tensors` says otherwise.
+        """
+        if isinstance(encoded_inputs, Sequence) and not isinstance(encoded_inputs, str):
+            if not encoded_inputs or not all(isinstance(e, Mapping) for e in encoded_inputs):
+                raise TypeError("pad takes a dict of lists or a non-empty list of dicts (one per example).")
+            data = {k: [e[k] for e in encoded_inputs] for k in encoded_inputs[0]}
+        elif isinstance(encoded_inputs, Mapping):
+            data = dict(encoded_inputs)
+        else:
+            raise TypeError(f"pad takes a dict of lists or a list of dicts; got {type(encoded_inputs).__name__}.")
+        if "input_ids" not in data:
+            raise ValueError(f"pad needs input_ids among the inputs; got {sorted(data)}.")
+        if return_tensors is None:  # as Hugging Face: tensors in, the same kind of tensors out
+            first = data["input_ids"][0] if len(data["input_ids"]) else None
+            module = type(first).__module__.split(".")[0] if first is not None else ""
+            return_tensors = {"torch": "pt", "tensorflow": "tf", "numpy": "np", "jax": "jax",
+                              "jaxlib": "jax"}.get(module)
+        data = {k: _as_lists(v) for k, v in data.items()}
+        single = not data["input_ids"] or not isinstance(data["input_ids"][0], list)
+        if single:
+            data = {k: [v] for k, v in data.items()}
+        rows = data["input_ids"]
+        if return_attention_mask is not False and "attention_mask" not in data:
+            data["attention_mask"] = [[1] * len(r) for r in rows]
+
+        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
+        if padding not in ("longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad'; got {padding!r}")
+        target = None
+        if padding == "longest":
+            target = max(map(len, rows), default=0)
+        elif padding == "max_length":
+            target = max_length if max_length is not None else self.model_max_length
+            if target >= _HUGE:
+                raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
+        if target is not None and pad_to_multiple_of:
+            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
+        if target is not None:
+            for key, value in _PAD_VALUES.items():
+                if key in data:
+                    fill = self.pad_token_id if value is None else value
+                    data[key] = [_pad_row(row, target, fill, self.padding_side) for row in data[key]]
+
+        if return_tensors is not None:
+            if len({len(r) for r in data["input_ids"]}) > 1:
+                raise ValueError("The examples have different lengths; pass padding=True to return tensors.")
+            return BatchEncoding({k: _convert(np.asarray(v[0] if single else v), return_tensors)
+                                  for k, v in data.items()})
+        return BatchEncoding({k: v[0] for k, v in data.items()} if single else data)
+
     def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
         return self(text, text_pair, **kwargs)["input_ids"]
 
@@ -353,6 +464,22 @@ class LongformerTokenizer:
         `tokenizer(question, context)` makes them, with exactly three `</s>`)."""
         return _convert(automatic_global_attention("LongformerForQuestionAnswering", input_ids, None,
                                                    self.sep_token_id), return_tensors)
+
+
+def _as_lists(value: Any) -> Any:
+    """Lists (of lists) of Python numbers from lists, arrays or tensors of any framework, or lists of them."""
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = value.numpy()  # torch / tf / jax tensors
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    return value
+
+
+def _pad_row(row: list, length: int, fill: int, side: str) -> list:
+    pad = [fill] * (length - len(row))
+    return row + pad if side == "right" else pad + row
 
 
 def _with_prefix_space(tok: Tokenizer, add_prefix_space: bool) -> Tokenizer:

@@ -312,3 +312,80 @@ def test_tensors_of_a_missing_framework_name_the_extra(tokenizer_dir):
             "tok('hi', return_tensors='pt')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "pip install 'longformer[torch]'" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- pad and collators
+FEATURES = ["Longformer reads long documents.", "A short one.", "x"]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_matches_hugging_face(both, side, tmp_path):
+    """`pad`, what Hugging Face's data collators call: lists of examples or dicts of lists, one example, every
+    padding option, on either side (`padding_side`, which the tokenizer's own padding follows too and
+    save_pretrained keeps)."""
+    ours, hf = both
+    ours.padding_side = hf.padding_side = side
+    try:
+        features = [dict(ours(t, return_special_tokens_mask=True, return_token_type_ids=True)) for t in FEATURES]
+        for kwargs in (dict(), dict(padding="max_length", max_length=20), dict(pad_to_multiple_of=8),
+                       dict(padding=False), dict(return_tensors="np")):
+            a, b = ours.pad(features, **kwargs), hf.pad(features, **kwargs)
+            assert {k: plain(v) for k, v in a.items()} == {k: plain(v) for k, v in b.items()}, kwargs
+        ids_only = {"input_ids": [f["input_ids"] for f in features]}
+        assert plain(dict(ours.pad(ids_only))) == plain(dict(hf.pad(ids_only)))   # attention_mask added
+        one = {"input_ids": features[0]["input_ids"]}
+        assert (plain(dict(ours.pad(one, padding="max_length", max_length=12)))
+                == plain(dict(hf.pad(one, padding="max_length", max_length=12))))
+        a, b = ours(FEATURES, padding=True), hf(FEATURES, padding=True)
+        assert (a["input_ids"], a["attention_mask"]) == (b["input_ids"], b["attention_mask"])
+        ours.save_pretrained(tmp_path)
+        assert LongformerTokenizer.from_pretrained(tmp_path).padding_side == side
+    finally:
+        ours.padding_side = hf.padding_side = "right"
+
+
+def test_pad_pads_the_global_attention_mask_and_keeps_labels(both):
+    ours, _ = both
+    features = [dict(ours(t), global_attention_mask=[1] + [0] * (len(ours(t)["input_ids"]) - 1), labels=i)
+                for i, t in enumerate(FEATURES)]
+    batch = ours.pad(features, return_tensors="np")
+    assert batch["global_attention_mask"].shape == batch["input_ids"].shape
+    assert batch["global_attention_mask"].sum() == 3 and batch["labels"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="pad needs input_ids"):
+        ours.pad([{"attention_mask": [1]}])
+    with pytest.raises(ValueError, match="padding_side must be 'right' or 'left'"):
+        ours.padding_side = "middle"
+
+
+def test_special_token_helpers_match(both):
+    ours, hf = both
+    assert ours.special_tokens_map == hf.special_tokens_map
+    assert (ours.all_special_tokens, ours.all_special_ids) == (hf.all_special_tokens, hf.all_special_ids)
+    assert [ours.num_special_tokens_to_add(p) for p in (False, True)] == [hf.num_special_tokens_to_add(p)
+                                                                          for p in (False, True)]
+    ids = ours("A <mask> text", "and a pair")["input_ids"]
+    assert (ours.get_special_tokens_mask(ids, already_has_special_tokens=True)
+            == hf.get_special_tokens_mask(ids, already_has_special_tokens=True))
+    first, second = ours("A text", add_special_tokens=False)["input_ids"], ours("a pair")["input_ids"][1:-1]
+    built = ours("A text", "a pair")["input_ids"]   # the mask of the sequence the tokenizer builds from them
+    assert ours.get_special_tokens_mask(first, second) == [int(i in ours.all_special_ids) for i in built]
+    tokens = ours.tokenize(TEXTS[4])
+    assert ours.convert_tokens_to_string(tokens) == hf.convert_tokens_to_string(tokens) == TEXTS[4]
+
+
+def test_hugging_faces_data_collators_take_our_tokenizer(both):
+    """Padding, masked-LM masking (special tokens never masked) and token-classification label padding: the same
+    batches as with Hugging Face's own tokenizer, from the same random state."""
+    torch = pytest.importorskip("torch")
+    ours, hf = both
+    for collator, kwargs in ((transformers.DataCollatorWithPadding, {}),
+                             (transformers.DataCollatorForLanguageModeling, dict(mlm_probability=0.5)),
+                             (transformers.DataCollatorForTokenClassification, {})):
+        features = [dict(ours(t)) for t in FEATURES]
+        if collator is transformers.DataCollatorForTokenClassification:
+            features = [dict(f, labels=list(range(len(f["input_ids"])))) for f in features]
+        torch.manual_seed(0)
+        a = collator(ours, **kwargs)(features)
+        torch.manual_seed(0)
+        b = collator(hf, **kwargs)(features)
+        assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in b), collator.__name__
