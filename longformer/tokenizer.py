@@ -453,17 +453,24 @@ class LongformerTokenizer:
         return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
 
     # ------------------------------------------------------------------ global attention helpers
-    def global_attention_mask_for_classification(self, input_ids, return_tensors: str | None = "np"):
-        """Global attention on the first token (`<s>`), as sequence classification sets it by itself."""
-        return _convert(automatic_global_attention("LongformerForSequenceClassification", input_ids, None,
-                                                   self.sep_token_id), return_tensors)
+    def global_attention_mask_for_classification(self, input_ids, return_tensors: str | None = "np", *,
+                                                 attention_mask=None):
+        """Global attention on the first token (`<s>`), as sequence classification sets it by itself; none on
+        padding (`attention_mask`, by default where input_ids is not `<pad>`: left padding included)."""
+        return self._automatic_global("LongformerForSequenceClassification", input_ids, attention_mask,
+                                      return_tensors)
 
-    def global_attention_mask_for_question_answering(self, input_ids, return_tensors: str | None = "np"):
+    def global_attention_mask_for_question_answering(self, input_ids, return_tensors: str | None = "np", *,
+                                                     attention_mask=None):
         """Global attention on `<s>` and the question: every token before the first `</s>`, as question answering
         sets it by itself (the same rule: each row `<s> question </s></s> context </s>`, as
-        `tokenizer(question, context)` makes them, with exactly three `</s>`)."""
-        return _convert(automatic_global_attention("LongformerForQuestionAnswering", input_ids, None,
-                                                   self.sep_token_id), return_tensors)
+        `tokenizer(question, context)` makes them, with exactly three `</s>`); none on padding, as above."""
+        return self._automatic_global("LongformerForQuestionAnswering", input_ids, attention_mask, return_tensors)
+
+    def _automatic_global(self, head: str, input_ids, attention_mask, return_tensors: str | None):
+        ids = np.asarray(_as_lists(input_ids))
+        mask = ids != self.pad_token_id if attention_mask is None else np.asarray(_as_lists(attention_mask))
+        return _convert(automatic_global_attention(head, ids, mask, self.sep_token_id), return_tensors)
 
 
 def _as_lists(value: Any) -> Any:

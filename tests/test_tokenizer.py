@@ -295,6 +295,17 @@ def test_global_attention_helpers(both):
     # the rule the models apply by themselves (inputs.automatic_global_attention): exactly three </s>
     with pytest.raises(ValueError, match=r"found \[1\]"):
         ours.global_attention_mask_for_question_answering(np.array([[0, 5, ours.sep_token_id]]))
+    ours.padding_side = "left"  # no global attention on padding, wherever it is (the models refuse it)
+    try:
+        left = ours(["Who jumps?", "Why?"], ["The fox jumps.", "Because."], padding=True, return_tensors="np")
+    finally:
+        ours.padding_side = "right"
+    qa_left = ours.global_attention_mask_for_question_answering(left["input_ids"])
+    assert not qa_left[left["attention_mask"] == 0].any()
+    assert [row[row_mask == 1].tolist() for row, row_mask in zip(qa_left, left["attention_mask"], strict=True)] == [
+        row[row_mask == 1].tolist() for row, row_mask in zip(qa, enc["attention_mask"], strict=True)]
+    given = ours.global_attention_mask_for_question_answering(left["input_ids"], attention_mask=np.ones_like(left["input_ids"]))
+    assert given[:, :1].all()  # an attention_mask given is the one used
 
 
 def test_missing_files_error(tmp_path):
