@@ -99,7 +99,7 @@ class LongformerTokenizer:
             setattr(self, attr + "_id", token_id)
         self.cls_token, self.cls_token_id = self.bos_token, self.bos_token_id
         self.sep_token, self.sep_token_id = self.eos_token, self.eos_token_id
-        self.padding_side = "right"
+        self.padding_side = self.truncation_side = "right"
 
     @property
     def padding_side(self) -> str:
@@ -108,9 +108,16 @@ class LongformerTokenizer:
 
     @padding_side.setter
     def padding_side(self, side: str) -> None:
-        if side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left'; got {side!r}")
-        self._padding_side = side
+        self._padding_side = _side("padding_side", side)
+
+    @property
+    def truncation_side(self) -> str:
+        """Which end truncation cuts: "right" (the default) or "left" (keeps a text's last tokens)."""
+        return self._truncation_side
+
+    @truncation_side.setter
+    def truncation_side(self, side: str) -> None:
+        self._truncation_side = _side("truncation_side", side)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -168,6 +175,7 @@ class LongformerTokenizer:
             tokenizer = cls(tok if add_prefix_space is None else _with_prefix_space(tok, add_prefix_space),
                             model_max_length=max_len)
         tokenizer.padding_side = settings.get("padding_side", "right")
+        tokenizer.truncation_side = settings.get("truncation_side", "right")
         return tokenizer
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
@@ -177,7 +185,7 @@ class LongformerTokenizer:
         self.backend.save(os.path.join(save_directory, TOKENIZER_FILE))
         self.backend.model.save(save_directory)
         settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS, "add_prefix_space": self.add_prefix_space,
-                    "padding_side": self.padding_side}
+                    "padding_side": self.padding_side, "truncation_side": self.truncation_side}
         if self.model_max_length < _HUGE:
             settings["model_max_length"] = self.model_max_length
         with open(os.path.join(save_directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
@@ -323,7 +331,8 @@ class LongformerTokenizer:
         try:
             inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
             if truncation != "do_not_truncate" and limit < _HUGE:
-                backend.enable_truncation(limit, stride=int(stride), strategy=truncation)
+                backend.enable_truncation(limit, stride=int(stride), strategy=truncation,
+                                          direction=self.truncation_side)
             else:
                 backend.no_truncation()
             if padding != "do_not_pad":
@@ -482,6 +491,12 @@ def _as_lists(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_as_lists(v) for v in value]
     return value
+
+
+def _side(name: str, side: str) -> str:
+    if side not in ("right", "left"):
+        raise ValueError(f"{name} must be 'right' or 'left'; got {side!r}")
+    return side
 
 
 def _pad_row(row: list, length: int, fill: int, side: str) -> list:

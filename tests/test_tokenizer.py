@@ -230,8 +230,8 @@ OUR_REFUSALS = ("padding='max_length' needs max_length", "The texts have differe
 
 def test_random_calls_match_hugging_face(both):
     """1000 random calls (texts, pairs, batches; padding, truncation, max_length, stride, overflowing rows,
-    pad_to_multiple_of, every return_* flag, add_special_tokens): every field equal to Hugging Face's, or both
-    refuse (ours with a ValueError), or ours refuses for one of OUR_REFUSALS."""
+    pad_to_multiple_of, every return_* flag, add_special_tokens; padding and truncation sides): every field equal
+    to Hugging Face's, or both refuse (ours with a ValueError), or ours refuses for one of OUR_REFUSALS."""
     import random
 
     ours, hf = both
@@ -241,7 +241,16 @@ def test_random_calls_match_hugging_face(both):
     def text():
         return " ".join(rng.choice(words) for _ in range(rng.randint(0, 30)))
 
+    sides = [("right", "right")] * 4 + [("left", "right"), ("right", "left"), ("left", "left")]
+    try:
+        _random_calls(ours, hf, rng, text, sides)
+    finally:
+        ours.padding_side = ours.truncation_side = hf.padding_side = hf.truncation_side = "right"
+
+
+def _random_calls(ours, hf, rng, text, sides):
     for _ in range(1000):
+        ours.padding_side, ours.truncation_side = hf.padding_side, hf.truncation_side = rng.choice(sides)
         n = rng.randint(1, 4) if rng.random() < 0.6 else None
         first = text() if n is None else [text() for _ in range(n)]
         second = None if rng.random() < 0.5 else text() if n is None else [text() for _ in range(n)]
