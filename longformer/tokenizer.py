@@ -184,8 +184,9 @@ class LongformerTokenizer:
         os.makedirs(save_directory, exist_ok=True)
         self.backend.save(os.path.join(save_directory, TOKENIZER_FILE))
         self.backend.model.save(save_directory)
-        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS, "add_prefix_space": self.add_prefix_space,
-                    "padding_side": self.padding_side, "truncation_side": self.truncation_side}
+        settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS,
+                    "add_prefix_space": self.add_prefix_space, "padding_side": self.padding_side,
+                    "truncation_side": self.truncation_side}
         if self.model_max_length < _HUGE:
             settings["model_max_length"] = self.model_max_length
         with open(os.path.join(save_directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
@@ -388,17 +389,17 @@ class LongformerTokenizer:
             fields = {k: v[0] for k, v in fields.items()}
         return BatchEncoding(fields, encodings)
 
-    def pad(self, encoded_inputs: Mapping | Sequence[Mapping], padding: bool | str = True, max_length: int | None = None,
-            pad_to_multiple_of: int | None = None, return_attention_mask: bool | None = None,
-            return_tensors: str | None = None) -> BatchEncoding:
+    def pad(self, encoded_inputs: Mapping | Sequence[Mapping], padding: bool | str = True,
+            max_length: int | None = None, pad_to_multiple_of: int | None = None,
+            return_attention_mask: bool | None = None, return_tensors: str | None = None) -> BatchEncoding:
         """Pad tokenized examples to one length, as Hugging Face's `tokenizer.pad` (what its data collators call).
 
         `encoded_inputs`: a list of examples (dicts, e.g. a dataset's rows) or a dict of lists (or of one example's
         values). On `padding_side`, input_ids get `<pad>`, attention_mask and token_type_ids 0, special_tokens_mask 1
         and global_attention_mask (Longformer's own input) 0; attention_mask is added (ones) where missing unless
         return_attention_mask=False (one given is padded, where Hugging Face leaves it as it was); other keys
-        (labels) are left as they are. Arrays and tensors come back as the
-        same kind of tensor unless `return_tensors` says otherwise.
+        (labels) are left as they are. Arrays and tensors come back as the same kind of tensor unless
+        `return_tensors` says otherwise.
         """
         if isinstance(encoded_inputs, Sequence) and not isinstance(encoded_inputs, str):
             if not encoded_inputs or not all(isinstance(e, Mapping) for e in encoded_inputs):

@@ -214,9 +214,9 @@ def test_max_length_and_pad_to_multiple_of_must_agree(both):
 
 def test_a_stride_with_no_room_left_is_refused(both):
     ours, _ = both
-    with pytest.raises(ValueError, match="stride=12 is not smaller than what max_length=16 keeps .*max_len=8.* use a smaller stride"):
+    with pytest.raises(ValueError, match="stride=12 is not smaller than what max_length=16 keeps .*max_len=8"):
         ours("Who?", LONG[0], truncation="only_second", max_length=16, stride=12, return_overflowing_tokens=True)
-    with pytest.raises(ValueError, match="stride set to 9, which is greater than or equal to its effective max length of 8"):
+    with pytest.raises(ValueError, match="stride set to 9, which is greater than or equal to its effective max length"):
         ours(LONG[0], truncation=True, max_length=10, stride=9, return_overflowing_tokens=True)
     with pytest.raises(ValueError, match="stride must be an int >= 0"):
         ours(LONG[0], truncation=True, max_length=10, stride=-1, return_overflowing_tokens=True)
@@ -313,7 +313,8 @@ def test_global_attention_helpers(both):
     assert not qa_left[left["attention_mask"] == 0].any()
     assert [row[row_mask == 1].tolist() for row, row_mask in zip(qa_left, left["attention_mask"], strict=True)] == [
         row[row_mask == 1].tolist() for row, row_mask in zip(qa, enc["attention_mask"], strict=True)]
-    given = ours.global_attention_mask_for_question_answering(left["input_ids"], attention_mask=np.ones_like(left["input_ids"]))
+    everything = np.ones_like(left["input_ids"])
+    given = ours.global_attention_mask_for_question_answering(left["input_ids"], attention_mask=everything)
     assert given[:, :1].all()  # an attention_mask given is the one used
 
 
