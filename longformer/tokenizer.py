@@ -308,20 +308,14 @@ class LongformerTokenizer:
             warn(f"max_length={max_length} without truncation: truncating ('longest_first'), as Hugging Face does. "
                  "Pass truncation=True to say so, or truncation=False to keep whole texts.")
             truncation = True
-        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
+        padding, limit = self._padding(padding, max_length)
         truncation = {True: "longest_first", False: "do_not_truncate", None: "do_not_truncate"}.get(truncation,
                                                                                                       truncation)
-        if padding not in ("longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad'; got {padding!r}")
         if truncation not in ("longest_first", "only_first", "only_second", "do_not_truncate"):
             raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first' or 'only_second'; "
                              f"got {truncation!r}")
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0:
             raise ValueError(f"stride must be an int >= 0; got {stride!r}")
-        limit = max_length if max_length is not None else self.model_max_length
-        if padding == "max_length" and limit >= _HUGE:
-            raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
-
         if (truncation != "do_not_truncate" and padding != "do_not_pad" and pad_to_multiple_of
                 and limit < _HUGE and limit % pad_to_multiple_of):
             raise ValueError(f"Truncation to max_length={limit} and padding to a multiple of {pad_to_multiple_of} "
@@ -344,8 +338,6 @@ class LongformerTokenizer:
                 backend.no_padding()
             encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens,
                                              is_pretokenized=is_split_into_words)
-        except ValueError:
-            raise
         except Exception as e:  # tokenizers raises a plain Exception for impossible truncations
             raise ValueError(f"Tokenization failed: {e}") from e
         except BaseException as e:  # and panics (a BaseException, with a line on stderr) for a stride as long as
@@ -424,16 +416,8 @@ class LongformerTokenizer:
         if return_attention_mask is not False and "attention_mask" not in data:
             data["attention_mask"] = [[1] * len(r) for r in rows]
 
-        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
-        if padding not in ("longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad'; got {padding!r}")
-        target = None
-        if padding == "longest":
-            target = max(map(len, rows), default=0)
-        elif padding == "max_length":
-            target = max_length if max_length is not None else self.model_max_length
-            if target >= _HUGE:
-                raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
+        padding, limit = self._padding(padding, max_length)
+        target = {"longest": max(map(len, rows), default=0), "max_length": limit}.get(padding)
         if target is not None and pad_to_multiple_of:
             target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
         if target is not None:
@@ -448,6 +432,17 @@ class LongformerTokenizer:
             return BatchEncoding({k: _convert(np.asarray(v[0] if single else v), return_tensors)
                                   for k, v in data.items()})
         return BatchEncoding({k: v[0] for k, v in data.items()} if single else data)
+
+    def _padding(self, padding: bool | str | None, max_length: int | None) -> tuple[str, int]:
+        """The padding strategy ('longest', 'max_length' or 'do_not_pad') and the length limit (`max_length`, else
+        `model_max_length`), checked: one rule for `__call__` and `pad`."""
+        padding = {True: "longest", False: "do_not_pad", None: "do_not_pad"}.get(padding, padding)
+        if padding not in ("longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad'; got {padding!r}")
+        limit = max_length if max_length is not None else self.model_max_length
+        if padding == "max_length" and limit >= _HUGE:
+            raise ValueError("padding='max_length' needs max_length (this tokenizer has no model_max_length).")
+        return padding, limit
 
     def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
         return self(text, text_pair, **kwargs)["input_ids"]
