@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(python|bash)\n(.*?)^```\n", re.S | re.M)
 NETWORK = re.compile(r"^#\s*needs network:\s*(.+)$")
-NEEDS = {"onnx.md": ("onnxruntime", "the tox onnx env")}  # page -> (module it needs, where it runs)
+NEEDS = {"onnx.md": ("onnxruntime", "the tox pt env")}  # page -> (module it needs, where it runs)
 
 
 def blocks():

@@ -1,6 +1,6 @@
 """The ONNX export: one `model.onnx` per head, run in onnxruntime, equals longformer.pt at every length and global
 pattern (fp32, 1e-4 absolute; measured ~1e-6), plus the command line, quantization, external data, reading an
-export back as a checkpoint, and the plain-onnxruntime script of docs/onnx.md. Runs in the tox `onnx` env (torch,
+export back as a checkpoint, and the plain-onnxruntime script of docs/onnx.md. Runs in the tox `pt` env (torch,
 onnx, onnxruntime)."""
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def test_a_training_step_keeps_a_few_activations_per_layer(tmp_path):
     script = tmp_path / "memory.py"
     script.write_text(XLA_MEMORY)
     dump = tmp_path / "dump"
-    env = dict(os.environ, XLA_FLAGS=f"--xla_dump_to={dump}")
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={dump}")
     run = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)], capture_output=True, text=True,
                          env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
