@@ -57,12 +57,24 @@ def is_plain_file_name(name: str) -> bool:
             and not os.path.isabs(name) and os.path.basename(name) == name)
 
 
+# How torch.save's files begin: a zip archive (torch >= 1.6), or the legacy format's pickled magic number (protocol
+# 2, a 10-byte long). Anything else is refused before torch's unpickler sees it: read as a legacy pickle, a few
+# wrong bytes can ask it for a string of gigabytes.
+_ZIP_START = b"PK\x03\x04"
+_LEGACY_TORCH_START = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def read_torch_bin(path: str, framework: str = "pt", mmap: bool = False) -> dict[str, Any]:
     """A `pytorch_model.bin` state dict, loaded with `weights_only=True` (no arbitrary code runs); `mmap=True` maps
     the file instead of reading it (zip-format files, torch >= 2.1), so tensors are paged in as they are used."""
     from longformer._frameworks import require
 
     torch = require("torch")
+    with open(path, "rb") as f:
+        start = f.read(len(_LEGACY_TORCH_START))
+    if not start.startswith(_ZIP_START) and start != _LEGACY_TORCH_START:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy "
+                              "format begins this way): it is corrupt, or another kind of file named .bin.")
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

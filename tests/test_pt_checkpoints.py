@@ -95,7 +95,7 @@ def test_corrupt_bin_is_reported(tmp_path, saved):
     os.makedirs(tmp / "bad")
     (tmp / "bad" / "pytorch_model.bin").write_bytes(b"not a zip file at all")
     (tmp / "bad" / "config.json").write_text((tmp / "st" / "config.json").read_text())
-    with pytest.raises(CheckpointError, match="pytorch_model.bin is not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="pytorch_model.bin is not a PyTorch checkpoint"):
         lpt.LongformerForMaskedLM.from_pretrained(tmp / "bad")
 
 

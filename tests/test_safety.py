@@ -367,6 +367,32 @@ def test_bin_with_a_non_numeric_or_unknown_dtype(tmp_path):
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="pytorch_model.bin needs torch (runs in the pt env)")
+def test_bin_that_is_neither_format_is_refused_before_unpickling(tmp_path):
+    """Found by the fuzzing below: a zip-format file whose first bytes read `((X\\x04` went to torch's legacy
+    unpickler, which asked for a 134 MB string for a 62 KB file. Files that begin as neither of torch.save's formats
+    are refused before torch reads them; both formats still load."""
+    import torch
+
+    state = {"embeddings.word_embeddings.weight": torch.arange(6.0).reshape(3, 2)}
+    for legacy in (False, True):
+        torch.save(state, tmp_path / "ok.bin", _use_new_zipfile_serialization=not legacy)
+        with open_checkpoint(str(tmp_path / "ok.bin")) as source:
+            assert np.array_equal(source.read("embeddings.word_embeddings.weight"), np.arange(6.0).reshape(3, 2))
+    torch.save(state, tmp_path / "zip.bin")
+    raw = bytearray((tmp_path / "zip.bin").read_bytes())
+    raw[:4] = b"((X\x04"
+    (tmp_path / "bad.bin").write_bytes(bytes(raw))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"bad.bin is not a PyTorch checkpoint"):
+            open_checkpoint(str(tmp_path / "bad.bin"))
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 2**20, peak
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="pytorch_model.bin needs torch (runs in the pt env)")
 def test_bin_refusal_gives_no_advice_to_disable_weights_only(tmp_path):
     import torch
 
