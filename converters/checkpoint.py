@@ -70,18 +70,20 @@ def read_torch_bin(path: str, framework: str = "pt", mmap: bool = False) -> dict
     from longformer._frameworks import require
 
     torch = require("torch")
-    with open(path, "rb") as f:
-        start = f.read(len(_LEGACY_TORCH_START))
-    if not start.startswith(_ZIP_START) and start != _LEGACY_TORCH_START:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy "
-                              "format begins this way): it is corrupt, or another kind of file named .bin.")
     try:
+        with open(path, "rb") as f:  # in the try: a file that cannot be opened is reported as before
+            start = f.read(len(_LEGACY_TORCH_START))
+        if not start.startswith(_ZIP_START) and start != _LEGACY_TORCH_START:
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor its "
+                                  "legacy format begins this way): it is corrupt, or another kind of file named .bin.")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except RuntimeError as e:  # the legacy (pre-1.6, non-zip) format cannot be memory-mapped
             if not mmap or "zip" not in str(e):
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError ... for bad files
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_torch_reason(e)}. It is truncated "
                               "or corrupt, or it pickles objects other than tensors, which are refused because "
