@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import operator
 import os
 from typing import Any
 
@@ -51,6 +52,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
 
 
+def _label_count(n: Any) -> int:
+    try:
+        return operator.index(n)  # an int, or NumPy's; not "3" or 2.5
+    except TypeError:
+        raise ValueError(f"num_labels must be an integer, got {n!r}.") from None
+
+
 class LongformerConfig:
     """Configuration of a Longformer model, compatible with Hugging Face's `LongformerConfig`.
 
@@ -72,19 +80,19 @@ class LongformerConfig:
             value = kwargs.pop(key, default)
             setattr(self, key, copy.deepcopy(value))
         kwargs.pop("model_type", None)
+        num_labels = None if num_labels is None else _label_count(num_labels)
         try:
             if id2label is not None:
                 self.id2label = {int(k): v for k, v in id2label.items()}
             else:
-                n = 2 if num_labels is None else int(num_labels)
-                self.id2label = {i: f"LABEL_{i}" for i in range(n)}
-            if num_labels is not None and num_labels != len(self.id2label):
-                raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(self.id2label)} "
-                                 "entries; pass only one of them.")
+                self.id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
             self.label2id = ({k: int(v) for k, v in label2id.items()} if label2id is not None
                              else {v: k for k, v in self.id2label.items()})
-        except (AttributeError, TypeError) as e:
+        except (AttributeError, TypeError, ValueError, OverflowError) as e:  # int("x"), int(inf), a list, ...
             raise ValueError(f"id2label / label2id must map integer label ids to names ({e}).") from e
+        if num_labels is not None and num_labels != len(self.id2label):
+            raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has {len(self.id2label)} "
+                             "entries; pass only one of them.")
         # Whatever else the file carried (AllenAI legacy keys, architectures, transformers_version, ...).
         self.extra: dict[str, Any] = copy.deepcopy(kwargs)
         self.validate()
@@ -96,7 +104,7 @@ class LongformerConfig:
 
     @num_labels.setter
     def num_labels(self, n: int) -> None:
-        self.id2label = {i: f"LABEL_{i}" for i in range(int(n))}
+        self.id2label = {i: f"LABEL_{i}" for i in range(_label_count(n))}
         self.label2id = {v: k for k, v in self.id2label.items()}
 
     @property

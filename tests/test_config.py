@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from longformer import LongformerConfig
@@ -86,6 +87,9 @@ def test_window_list_is_copied_not_mutated():
     (dict(tie_word_embeddings="yes"), "tie_word_embeddings"),
     (dict(num_labels=0), "at least one label"),
     (dict(id2label=["a", "b"]), "id2label"),
+    (dict(id2label={"first": "a"}), "id2label"),  # a key that is not an integer
+    (dict(label2id={"a": float("-inf")}), "label2id"),  # found by fuzzing config.json: was an OverflowError
+    (dict(num_labels="3"), "num_labels must be an integer"),
 ])
 def test_invalid_configs_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -124,3 +128,8 @@ def test_num_labels_and_id2label():
     assert c2.num_labels == 4 and c2.label2id["LABEL_3"] == 3
     with pytest.raises(ValueError, match="disagrees"):
         LongformerConfig(num_labels=3, id2label={0: "a"})
+    assert LongformerConfig(num_labels=np.int64(3)).num_labels == 3  # NumPy's integers are integers
+    c.num_labels = np.int64(5)
+    assert c.num_labels == 5 and type(next(iter(c.id2label))) is int
+    with pytest.raises(ValueError, match="num_labels must be an integer"):
+        c.num_labels = 2.5  # was truncated to 2
