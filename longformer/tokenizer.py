@@ -7,6 +7,7 @@ become `<s> A </s>`, pairs `<s> A </s></s> B </s>`; `<mask>` swallows the space 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -125,7 +126,8 @@ class LongformerTokenizer:
                               trim_offsets: bool = True, model_max_length: int | None = None
                               ) -> LongformerTokenizer:
         """Build RoBERTa's pipeline: byte-level pre-tokenizer and decoder, BPE, `<s> A </s></s> B </s>`."""
-        tok = Tokenizer(models.BPE.from_file(vocab_file, merges_file))
+        with _reading(vocab_file, merges_file):
+            tok = Tokenizer(models.BPE.from_file(vocab_file, merges_file))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
         tok.decoder = decoders.ByteLevel()
         specials = [AddedToken(t, special=True) for t in ("<s>", "<pad>", "</s>", "<unk>")]
@@ -151,16 +153,22 @@ class LongformerTokenizer:
         path = os.fspath(name_or_path)
         settings: dict[str, Any] = {}
         try:
-            with open(resolve_file(path, TOKENIZER_CONFIG_FILE, **hub_kwargs), encoding="utf-8") as f:
-                settings = json.load(f)
+            settings_file = resolve_file(path, TOKENIZER_CONFIG_FILE, **hub_kwargs)
         except FileNotFoundError:
-            pass
+            settings_file = None
+        if settings_file is not None:
+            with _reading(settings_file), open(settings_file, encoding="utf-8") as f:
+                settings = json.load(f)
+                if not isinstance(settings, dict):
+                    raise ValueError(f"a JSON object of settings was expected, not a {type(settings).__name__}")
+                for side in ("padding_side", "truncation_side"):
+                    _side(side, settings.get(side, "right"))
         max_len = settings.get("model_max_length")
         max_len = max_len if isinstance(max_len, int) and max_len < _HUGE else None
         if add_prefix_space is None and "add_prefix_space" in settings:
             add_prefix_space = bool(settings["add_prefix_space"])
         try:
-            tok = Tokenizer.from_file(resolve_file(path, TOKENIZER_FILE, **hub_kwargs))
+            tokenizer_file = resolve_file(path, TOKENIZER_FILE, **hub_kwargs)
         except FileNotFoundError:
             try:
                 vocab = resolve_file(path, VOCAB_FILE, **hub_kwargs)
@@ -172,8 +180,10 @@ class LongformerTokenizer:
                                                   trim_offsets=bool(settings.get("trim_offsets", True)),
                                                   model_max_length=max_len)
         else:
-            tokenizer = cls(tok if add_prefix_space is None else _with_prefix_space(tok, add_prefix_space),
-                            model_max_length=max_len)
+            with _reading(tokenizer_file):
+                tok = Tokenizer.from_file(tokenizer_file)
+                tokenizer = cls(tok if add_prefix_space is None else _with_prefix_space(tok, add_prefix_space),
+                                model_max_length=max_len)
         tokenizer.padding_side = settings.get("padding_side", "right")
         tokenizer.truncation_side = settings.get("truncation_side", "right")
         return tokenizer
@@ -476,6 +486,18 @@ class LongformerTokenizer:
         ids = np.asarray(_as_lists(input_ids))
         mask = ids != self.pad_token_id if attention_mask is None else np.asarray(_as_lists(attention_mask))
         return _convert(automatic_global_attention(head, ids, mask, self.sep_token_id), return_tensors)
+
+
+@contextlib.contextmanager
+def _reading(*files: str):
+    """Whatever goes wrong while reading a tokenizer's files becomes a ValueError that names them: `tokenizers`
+    raises a bare Exception ("EOF while parsing ...") for a damaged file, json a JSONDecodeError."""
+    try:
+        yield
+    except Exception as e:
+        names = " / ".join(os.fspath(f) for f in files)
+        raise ValueError(f"{names}: cannot read this tokenizer ({e}). If the file is damaged or cut short, download "
+                         "it again, or write it again with save_pretrained.") from e
 
 
 def _as_lists(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """Safe by construction: conversion writes only what it owns, readers accept only their format, and every bad file
-fails with a `CheckpointError` naming it. Framework-free (h5py for tf_model.h5); .bin cases need torch."""
+fails with a `CheckpointError` naming it (a bad tokenizer file: a ValueError naming it). Framework-free (h5py for
+tf_model.h5); .bin cases need torch."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from converters.checkpoint import CheckpointError, read_checkpoint
 from converters.convert import convert
 from converters.formats import WEIGHTS, open_checkpoint
+from longformer import LongformerTokenizer
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -477,3 +479,58 @@ def test_fuzzed_checkpoints_fail_with_their_name_or_load(tmp_path_factory, prist
         tracemalloc.stop()
     assert time.monotonic() - start < 10
     assert peak <= 2 * size + 2**20, (peak, size)
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer files
+@pytest.fixture(scope="module")
+def tokenizer_files(tokenizer_dir, tmp_path_factory):
+    """A tokenizer saved as our save_pretrained writes it: tokenizer.json, vocab.json, merges.txt and settings."""
+    folder = tmp_path_factory.mktemp("saved-tokenizer")
+    LongformerTokenizer.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+def tokenizer_copy(source, folder, damaged: str):
+    """A copy of `source` in which `damaged` is the file read: without tokenizer.json for the vocabulary files."""
+    shutil.copytree(source, folder)
+    if damaged in ("vocab.json", "merges.txt"):
+        os.remove(folder / "tokenizer.json")
+    return folder / damaged
+
+
+@pytest.mark.parametrize("name, text", [
+    ("tokenizer.json", '{"version": "1.0", "model": {"type": "BPE", "vocab": {"<s>": 0, '),  # cut short
+    ("tokenizer.json", "{}"),
+    ("tokenizer_config.json", '{"model_max_length": 4096, '),
+    ("tokenizer_config.json", "[]"),
+    ("tokenizer_config.json", '{"padding_side": "middle"}'),
+    ("vocab.json", '{"<s>": 0, "<pad>": '),
+    ("merges.txt", "#version: 0.2\nab\n"),
+])
+def test_a_damaged_tokenizer_file_is_named(tokenizer_files, tmp_path, name, text):
+    """tokenizers raises a bare Exception ("EOF while parsing ...") that names no file; we say which one."""
+    damaged = tokenizer_copy(tokenizer_files, tmp_path / "tok", name)
+    damaged.write_text(text)
+    with pytest.raises(ValueError, match="cannot read this tokenizer") as info:
+        LongformerTokenizer.from_pretrained(tmp_path / "tok")
+    assert str(damaged) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_tokenizer_files_fail_with_their_name_or_work(tokenizer_files, tmp_path_factory, name, data):
+    """Whatever the bytes, loading raises a ValueError naming the folder's file, or gives a tokenizer that encodes
+    and decodes (a consistent edit is a valid, different tokenizer); never another exception or a Rust panic."""
+    folder = tmp_path_factory.mktemp("fuzz-tok") / "tok"
+    damaged = tokenizer_copy(tokenizer_files, folder, name)
+    damaged.write_bytes(mutate(damaged.read_bytes(), data, header_bytes=256))
+    try:
+        tokenizer = LongformerTokenizer.from_pretrained(folder)
+    except ValueError as e:
+        assert str(folder) in str(e), e
+        return
+    enc = tokenizer(["Longformer reads long documents.", "a <mask> b"], ["x y", ""], padding=True, truncation=True,
+                    max_length=16)
+    assert np.asarray(enc["input_ids"]).shape[0] == 2
+    tokenizer.batch_decode(enc["input_ids"])
