@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longformer import LongformerConfig
 
@@ -133,3 +135,32 @@ def test_num_labels_and_id2label():
     assert c.num_labels == 5 and type(next(iter(c.id2label))) is int
     with pytest.raises(ValueError, match="num_labels must be an integer"):
         c.num_labels = 2.5  # was truncated to 2
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**20, 2**20) | st.floats() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6)  # integers as a file holds them (a layer count in the quadrillions is a MemoryError, not a typo)
+
+
+FIELDS = st.sampled_from(sorted(LongformerConfig().to_dict()) + ["num_labels", "not_a_field"])
+EDITS = st.lists(st.tuples(FIELDS, st.none() | JSON_VALUES | st.dictionaries(st.text(max_size=3), JSON_VALUES,
+                                                                              min_size=1, max_size=3)),
+                 min_size=1, max_size=3)  # (field, new value), or (field, None) to remove it
+
+
+@settings(max_examples=1000, deadline=None)
+@given(edits=EDITS)
+def test_any_value_in_any_field_is_a_clear_error_or_a_config_that_round_trips(edits):
+    """What a hand-edited or damaged config.json can hold: a ValueError, or a valid config whose JSON reads back the
+    same. A longer run of this found label2id {"a": -Infinity} escaping as an OverflowError (now a case above)."""
+    data = LongformerConfig(num_hidden_layers=2, attention_window=[4, 8]).to_dict()
+    for key, value in edits:
+        data[key] = value
+    try:
+        config = LongformerConfig.from_dict(data)
+    except ValueError:
+        return
+    config.validate()
+    text = config.to_json_string()
+    assert LongformerConfig.from_dict(json.loads(text)).to_json_string() == text
