@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -189,18 +190,22 @@ class LongformerTokenizer:
         return tokenizer
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write `tokenizer.json`, `vocab.json`, `merges.txt` and `tokenizer_config.json`."""
+        """Write `tokenizer.json`, `vocab.json`, `merges.txt` and `tokenizer_config.json`, each whole or not at all
+        (written beside the folder's files, then renamed over them)."""
         save_directory = os.fspath(save_directory)
         os.makedirs(save_directory, exist_ok=True)
-        self.backend.save(os.path.join(save_directory, TOKENIZER_FILE))
-        self.backend.model.save(save_directory)
         settings = {"tokenizer_class": "LongformerTokenizer", **SPECIAL_TOKENS,
                     "add_prefix_space": self.add_prefix_space, "padding_side": self.padding_side,
                     "truncation_side": self.truncation_side}
         if self.model_max_length < _HUGE:
             settings["model_max_length"] = self.model_max_length
-        with open(os.path.join(save_directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
-            json.dump(settings, f, indent=2)
+        with tempfile.TemporaryDirectory(prefix=".tokenizer-", dir=save_directory) as tmp:
+            self.backend.save(os.path.join(tmp, TOKENIZER_FILE))
+            self.backend.model.save(tmp)  # vocab.json, merges.txt
+            with open(os.path.join(tmp, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
+                json.dump(settings, f, indent=2)
+            for name in (TOKENIZER_FILE, VOCAB_FILE, MERGES_FILE, TOKENIZER_CONFIG_FILE):
+                os.replace(os.path.join(tmp, name), os.path.join(save_directory, name))
 
     @property
     def add_prefix_space(self) -> bool:

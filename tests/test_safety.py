@@ -534,3 +534,25 @@ def test_fuzzed_tokenizer_files_fail_with_their_name_or_work(tokenizer_files, tm
                     max_length=16)
     assert np.asarray(enc["input_ids"]).shape[0] == 2
     tokenizer.batch_decode(enc["input_ids"])
+
+
+def test_a_failed_tokenizer_save_leaves_the_folder_as_it_was(tokenizer_files, tmp_path, monkeypatch):
+    """Each file is written beside the others and renamed into place: a failure (here the last file's write) leaves
+    the earlier save's files whole and nothing else."""
+    folder = tmp_path / "tok"
+    shutil.copytree(tokenizer_files, folder)
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    tokenizer = LongformerTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"  # a change the failed save would have written
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        tokenizer.save_pretrained(folder)
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+    monkeypatch.undo()
+    tokenizer.save_pretrained(folder)
+    assert sorted(os.listdir(folder)) == sorted(before)
+    assert LongformerTokenizer.from_pretrained(folder).padding_side == "left"
