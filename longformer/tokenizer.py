@@ -462,8 +462,12 @@ class LongformerTokenizer:
     def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
         return self(text, text_pair, **kwargs)["input_ids"]
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False,
-               clean_up_tokenization_spaces: bool = False) -> str:
+    def decode(self, ids: Sequence[int] | Sequence[Sequence[int]], skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool = False) -> str | list[str]:
+        """The text of one row of ids; of a batch (a list of rows, or a 2-D array) the list of each row's text, as
+        Hugging Face's 5.x (a batch of one included: `decode(enc["input_ids"])` of `return_tensors="pt"`)."""
+        if (isinstance(ids, (list, tuple)) and len(ids) and np.ndim(ids[0]) > 0) or np.ndim(ids) > 1:
+            return self.batch_decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
         text = self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
         return _clean_up(text) if clean_up_tokenization_spaces else text

@@ -116,6 +116,19 @@ def test_batch_decode_and_vocab_files(both, tmp_path):
     assert hf_again(TEXTS[3])["input_ids"] == ours(TEXTS[3])["input_ids"]
 
 
+def test_decode_of_one_row_or_a_batch_matches(both):
+    """A batch (list of rows, 2-D array, a batch of one) decodes to a list of texts, as in Hugging Face 5.x; before,
+    its rows were run together into one text."""
+    ours, hf = both
+    ids = ours(TEXTS[:3], padding=True)["input_ids"]
+    ragged = ours(TEXTS[:3])["input_ids"]
+    for given in (ids, ragged, np.array(ids), np.array(ids[:1]), tuple(map(tuple, ids)), [np.array(r) for r in ids],
+                  ids[0], np.array(ids[0]), ids[0][1], np.int64(ids[0][1]), []):
+        assert ours.decode(given) == hf.decode(given), given
+        assert ours.decode(given, skip_special_tokens=True) == hf.decode(given, skip_special_tokens=True), given
+    assert isinstance(ours.decode(np.array(ids[:1])), list) and isinstance(ours.decode(ids[0]), str)
+
+
 @pytest.fixture(scope="module")
 def both_with_prefix_space(tokenizer_dir):
     return (LongformerTokenizer.from_pretrained(tokenizer_dir, add_prefix_space=True),
