@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from longformer import semantics
 from longformer._warn import warn
 from longformer.config import LongformerConfig
 from longformer.hub import checkpoint_config, resolve_checkpoint, resolve_file
@@ -36,7 +37,7 @@ from .formats import (
 from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
 
 DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": BFLOAT16}
-DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPE_NAMES = semantics.DTYPE_SHORT_NAMES
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 

@@ -62,6 +62,34 @@ def traced_global_slots(num_global_slots: int | None, seq_len: int, has_global_m
 # two entries: its own kernels ("tf": eager calls, tf.function, SavedModel) run the row loop faster, XLA ("tf-xla":
 # inside a jit_compile'd function, as Keras' fit compiles by default) one contraction (longformer-base training
 # step at n = 4096 on 2 cores: rows 0.86x of batched's time in TF's kernels, batched 0.85x of rows' under XLA).
+MODEL_DTYPES = ("float32", "bfloat16", "float16")  # what a model's weights and compute can be in, in every backend
+DTYPE_SHORT_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # the command line's names
+
+
+def model_dtype(dtype: Any, config: Any = None) -> str:
+    """The name of the dtype `from_pretrained(dtype=...)` asks for, the same in every backend: a name ("bfloat16",
+    "bf16", ...), any framework's dtype (torch.bfloat16, jnp.bfloat16, tf.bfloat16, np.float16), or "auto" (as in
+    Hugging Face: the dtype the checkpoint's config records, `dtype` or `torch_dtype`, else float32)."""
+    if isinstance(dtype, str) and dtype == "auto":
+        recorded = getattr(config, "extra", {}) if config is not None else {}
+        name = recorded.get("dtype") or recorded.get("torch_dtype") or "float32"
+        return name if name in MODEL_DTYPES else "float32"
+    if isinstance(dtype, str):
+        name = DTYPE_SHORT_NAMES.get(dtype, dtype)
+    elif str(dtype).startswith("torch."):  # torch.bfloat16 has no .name
+        name = str(dtype).removeprefix("torch.")
+    else:  # tf.DType and np.dtype have a .name; jnp.bfloat16 and np.float16 are types NumPy reads
+        try:
+            name = getattr(dtype, "name", None) if isinstance(getattr(dtype, "name", None), str) else \
+                np.dtype(dtype).name
+        except TypeError:
+            name = None
+    if name not in MODEL_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not a dtype a Longformer runs in: give one of {list(MODEL_DTYPES)} "
+                         "(a name, or the framework's dtype), or \"auto\" for the checkpoint's.")
+    return name
+
+
 BAND_STRATEGIES = ("rows", "batched", "flex")
 STRATEGY_BACKENDS = {"rows": ("pt", "flax", "tf"), "batched": ("pt", "flax", "tf", "onnx"), "flex": ("pt",)}
 BAND_STRATEGY = {"cpu": {"pt": "rows", "flax": "rows", "tf": "rows", "tf-xla": "batched"},

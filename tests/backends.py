@@ -44,6 +44,12 @@ class PtAdapter:
     def param_devices(self, model) -> set[str]:
         return {device_kind(p.device.type) for p in model.parameters()}
 
+    def param_dtypes(self, model) -> set[str]:
+        return {str(p.dtype).removeprefix("torch.") for p in model.parameters()}
+
+    def dtype(self, name: str):
+        return getattr(self.torch, name)
+
     def _tensors(self, model, inputs):
         return {k: self.torch.as_tensor(v).to(model.device) for k, v in inputs.items()}
 
@@ -125,6 +131,12 @@ class FlaxAdapter:
         state = self.nnx.state(model, self.nnx.Param)
         return {device_kind(d.platform) for leaf in self.jax.tree.leaves(state) for d in leaf.devices()}
 
+    def param_dtypes(self, model) -> set[str]:
+        return {leaf.dtype.name for leaf in self.jax.tree.leaves(self.nnx.state(model, self.nnx.Param))}
+
+    def dtype(self, name: str):
+        return getattr(self.jnp, name)
+
     def call(self, model, inputs, *, train: bool = False, **kwargs):
         model.train() if train else model.eval()
         with self.on(getattr(model, "device_name", "cpu")):
@@ -191,6 +203,12 @@ class TfAdapter:
 
     def param_devices(self, model) -> set[str]:
         return {device_kind(v.value.device) for v in model.weights}
+
+    def param_dtypes(self, model) -> set[str]:
+        return {self.tf.as_dtype(v.dtype).name for v in model.weights}
+
+    def dtype(self, name: str):
+        return getattr(self.tf, name)
 
     def call(self, model, inputs, *, train: bool = False, **kwargs):
         with self.tf.device("/GPU:0" if getattr(model, "device_name", "cpu") == "gpu" else "/CPU:0"):

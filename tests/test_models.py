@@ -147,6 +147,22 @@ def test_half_precision_tracks_the_reference(tmp_path_factory, backend, device, 
                         f"{backend.name} {dtype} {head}")
 
 
+@pytest.mark.parametrize(("given", "want"), [
+    ("bfloat16", "bfloat16"), ("bf16", "bfloat16"), ("fp16", "float16"), ("float32", "float32"),
+    ("the framework's bfloat16", "bfloat16"), (np.float16, "float16"), (np.dtype("bfloat16"), "bfloat16"),
+    ("auto", "float16"),  # the checkpoint's config records torch_dtype float16
+])
+def test_dtype_is_read_the_same_in_every_backend(tmp_path_factory, backend, given, want):
+    """One rule (semantics.model_dtype): a name, the command line's short name, any framework's dtype, or "auto" for
+    the checkpoint's; before, longformer.pt took "bfloat16" for a device name and Flax cast to int8 when asked."""
+    folder, _ = checkpoint(tmp_path_factory, "LongformerModel", torch_dtype="float16")
+    given = backend.dtype("bfloat16") if given == "the framework's bfloat16" else given
+    model = backend.module.LongformerModel.from_pretrained(folder, dtype=given)
+    assert backend.param_dtypes(model) == {want}
+    with pytest.raises(ValueError, match="dtype='int8' is not a dtype a Longformer runs in"):
+        backend.module.LongformerModel.from_pretrained(folder, dtype="int8")
+
+
 # ---------------------------------------------------------------------------------------------- training
 # Three heads, three kinds of loss (a function of the base model's outputs, token cross-entropy, start/end); each
 # head's gradients against Hugging Face's / longformer.pt's are in test_pt_parity, test_flax_parity, test_tf_parity.

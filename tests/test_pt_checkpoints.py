@@ -145,3 +145,12 @@ def test_from_pretrained_overrides_and_dtype(tmp_path):
     assert model.dtype == torch.bfloat16 and not model.training
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         lpt.LongformerModel.from_pretrained(tmp_path, colour="blue")
+
+
+def test_torch_dtype_is_hugging_face_4s_name_for_dtype(saved):
+    """`torch_dtype=` is in most Longformer code written for transformers 4.x; it means `dtype`."""
+    folder = saved[0] / "st"
+    model = lpt.LongformerModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with pytest.raises(TypeError, match="both dtype and torch_dtype"):
+        lpt.LongformerModel.from_pretrained(folder, torch_dtype=torch.bfloat16, dtype=torch.float16)

@@ -48,6 +48,8 @@ def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype
                     ignore_mismatched_sizes: bool = False, **kwargs: Any):
     use_jit = kwargs.pop("use_jit", True)
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
+    dtype, compute_dtype = (None if d is None else jnp.dtype(semantics.model_dtype(d, config))
+                            for d in (dtype, compute_dtype))
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     # Straight into jax arrays; pytorch_model.bin needs torch to unpickle.
     framework = "flax" if weights_format(weights)[0] != "pt" else "numpy"

@@ -321,13 +321,13 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nnx.Module):
         """Load a Hugging Face Longformer checkpoint (folder, file or Hub id); returns the model in eval mode.
 
         Reads `model.safetensors` (no torch needed), sharded safetensors, `pytorch_model.bin` (needs torch) or its
-        sharded index. `dtype=jnp.bfloat16` casts the parameters (and so the compute); `compute_dtype=jnp.bfloat16`
-        keeps them in float32 and computes in bfloat16 (mixed precision training). `device` ("cpu", "gpu",
-        "gpu:1", a jax.Device) commits the parameters there, so every call runs there (default: JAX's default
-        device). Keyword arguments that are config fields (`num_labels=3`) update the config; `revision`,
-        `cache_dir`, `local_files_only`, `token` go to the Hub. `ignore_mismatched_sizes=True` initialises anew a
-        head's tensors whose shapes differ from the checkpoint's (a classifier of another `num_labels`), with a
-        warning naming them.
+        sharded index. `dtype=jnp.bfloat16` (or "bfloat16"; "auto": the checkpoint's) casts the parameters (and so
+        the compute); `compute_dtype=jnp.bfloat16` keeps them in float32 and computes in bfloat16 (mixed precision
+        training). `device` ("cpu", "gpu", "gpu:1", a jax.Device) commits the parameters there, so every call runs
+        there (default: JAX's default device). Keyword arguments that are config fields (`num_labels=3`) update
+        the config; `revision`, `cache_dir`, `local_files_only`, `token` go to the Hub. `ignore_mismatched_sizes=True`
+        initialises anew a head's tensors whose shapes differ from the checkpoint's (a classifier of another
+        `num_labels`), with a warning naming them.
         """
         return load_pretrained(cls, name_or_path, config=config, dtype=dtype, compute_dtype=compute_dtype,
                                device=device, output_loading_info=output_loading_info, rngs=rngs, **kwargs)

@@ -18,6 +18,7 @@ from ..hub import checkpoint_config, resolve_checkpoint
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype: torch.dtype | None,
                     output_loading_info: bool, device=None, ignore_mismatched_sizes: bool = False, **kwargs: Any):
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
+    dtype = None if dtype is None else getattr(torch, semantics.model_dtype(dtype, config))
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="pt", shard_paths=shard_paths)
 

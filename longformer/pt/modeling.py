@@ -300,10 +300,13 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: LongformerConfig | None = None,
-                        dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                        output_loading_info: bool = False, **kwargs: Any):
+                        dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
+                        output_loading_info: bool = False, torch_dtype: torch.dtype | str | None = None,
+                        **kwargs: Any):
         """Load a Hugging Face Longformer checkpoint (folder, file or Hub id); returns the model in eval mode, on
-        `device` ("cuda", "cuda:1", "gpu", a torch.device; default the CPU; `.to()` moves it later).
+        `device` ("cuda", "cuda:1", "gpu", a torch.device; default the CPU; `.to()` moves it later), in `dtype`
+        (torch.bfloat16 or "bfloat16", ...; "auto": the checkpoint's; default float32; `torch_dtype`, Hugging Face
+        4.x's name for it, works too).
 
         Reads `model.safetensors`, `pytorch_model.bin` (with `weights_only=True`) or sharded versions of either.
         Keyword arguments that are config fields (`num_labels=3`, `attention_window=...`) update the config; the
@@ -311,6 +314,11 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, nn.Module):
         initialises anew a head's tensors whose shapes differ from the checkpoint's (a classifier of another
         `num_labels`), with a warning naming them.
         """
+        if torch_dtype is not None:
+            if dtype is not None:
+                raise TypeError("from_pretrained got both dtype and torch_dtype (Hugging Face 4.x's name for dtype); "
+                                "pass only dtype.")
+            dtype = torch_dtype
         return load_pretrained(cls, name_or_path, config=config, dtype=dtype, device=device,
                                output_loading_info=output_loading_info, **kwargs)
 

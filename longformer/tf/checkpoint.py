@@ -61,6 +61,8 @@ def canonical_state(model: keras.layers.Layer) -> dict[str, np.ndarray]:
 def load_pretrained(cls, name_or_path, *, config: LongformerConfig | None, dtype, output_loading_info: bool,
                     device=None, ignore_mismatched_sizes: bool = False, **kwargs: Any):
     config, hub = checkpoint_config(name_or_path, config, **kwargs)
+    if dtype is not None and not (isinstance(dtype, str) and dtype.startswith("mixed_")):
+        dtype = semantics.model_dtype(dtype, config)  # a Keras mixed policy ("mixed_bfloat16") as it is
     weights, shard_paths = resolve_checkpoint(name_or_path, **hub)
     state = read_checkpoint(weights, framework="numpy", shard_paths=shard_paths)
     with tf.device(tf_device(device)):  # the variables live there
@@ -88,7 +90,7 @@ def _build(cls, config: LongformerConfig, dtype):
         return cls(config)
     previous = keras.config.dtype_policy()
     mixed = isinstance(dtype, str) and dtype.startswith("mixed_")
-    keras.config.set_dtype_policy(dtype if mixed else tf.as_dtype(dtype).name)
+    keras.config.set_dtype_policy(dtype if mixed else semantics.model_dtype(dtype))
     try:
         return cls(config)
     finally:

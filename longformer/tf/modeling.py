@@ -443,7 +443,8 @@ class LongformerPreTrainedModel(LongformerPreTrainedMixin, keras.Model):
                         dtype=None, device=None, output_loading_info: bool = False, **kwargs: Any):
         """Load a Longformer checkpoint (folder, file or Hub id): `model.safetensors` (no torch needed), sharded
         safetensors, `pytorch_model.bin` (needs torch), or Hugging Face 4.x `tf_model.h5` (sharded or not).
-        `dtype="bfloat16"` builds the variables and compute in that dtype; a Keras mixed policy
+        `dtype="bfloat16"` (or tf.bfloat16; "auto": the checkpoint's) builds the variables and compute in that
+        dtype; a Keras mixed policy
         (`dtype="mixed_bfloat16"`, or the global policy) keeps the variables in float32. `device` ("cpu", "gpu",
         "/GPU:1") places the variables (calls run where TF places them: wrap them in `tf.device` to choose).
         Keyword arguments that are config fields (`num_labels=3`) update the config; `revision`, `cache_dir`,
