@@ -52,16 +52,6 @@ def traced_global_slots(num_global_slots: int | None, seq_len: int, has_global_m
     return seq_len if has_global_mask else 0
 
 
-# How band attention loops over its blocks (every backend's `band_attention(..., strategy=...)`; docs/attention.md):
-# "rows": one (batch, head) row at a time (PyTorch: a Python loop, a few blocks per step; Flax: lax.map; TF:
-# tf.map_fn), so each row's scores stay in cache on a CPU; "batched": every block of every row in one contraction,
-# what accelerators want; "flex" (PyTorch only): the band and the global columns as one compiled FlexAttention
-# kernel over a block-sparse mask, for GPUs (no attention probabilities, no attention dropout: a call that asks for
-# either runs "batched"). The default of each backend depends on the device the model runs on (BAND_STRATEGY, by
-# `device_kind`): the faster one measured on 2 CPU cores, and the few-kernel one on an accelerator. TensorFlow has
-# two entries: its own kernels ("tf": eager calls, tf.function, SavedModel) run the row loop faster, XLA ("tf-xla":
-# inside a jit_compile'd function, as Keras' fit compiles by default) one contraction (longformer-base training
-# step at n = 4096 on 2 cores: rows 0.86x of batched's time in TF's kernels, batched 0.85x of rows' under XLA).
 MODEL_DTYPES = ("float32", "bfloat16", "float16")  # what a model's weights and compute can be in, in every backend
 DTYPE_SHORT_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # the command line's names
 
@@ -78,18 +68,29 @@ def model_dtype(dtype: Any, config: Any = None) -> str:
         name = DTYPE_SHORT_NAMES.get(dtype, dtype)
     elif str(dtype).startswith("torch."):  # torch.bfloat16 has no .name
         name = str(dtype).removeprefix("torch.")
-    else:  # tf.DType and np.dtype have a .name; jnp.bfloat16 and np.float16 are types NumPy reads
-        try:
-            name = getattr(dtype, "name", None) if isinstance(getattr(dtype, "name", None), str) else \
-                np.dtype(dtype).name
-        except TypeError:
-            name = None
+    else:  # tf.DType and np.dtype have a string .name; jnp.bfloat16 and np.float16 are types NumPy reads
+        name = getattr(dtype, "name", None)
+        if not isinstance(name, str):
+            try:
+                name = np.dtype(dtype).name
+            except TypeError:
+                name = None
     if name not in MODEL_DTYPES:
         raise ValueError(f"dtype={dtype!r} is not a dtype a Longformer runs in: give one of {list(MODEL_DTYPES)} "
                          "(a name, or the framework's dtype), or \"auto\" for the checkpoint's.")
     return name
 
 
+# How band attention loops over its blocks (every backend's `band_attention(..., strategy=...)`; docs/attention.md):
+# "rows": one (batch, head) row at a time (PyTorch: a Python loop, a few blocks per step; Flax: lax.map; TF:
+# tf.map_fn), so each row's scores stay in cache on a CPU; "batched": every block of every row in one contraction,
+# what accelerators want; "flex" (PyTorch only): the band and the global columns as one compiled FlexAttention
+# kernel over a block-sparse mask, for GPUs (no attention probabilities, no attention dropout: a call that asks for
+# either runs "batched"). The default of each backend depends on the device the model runs on (BAND_STRATEGY, by
+# `device_kind`): the faster one measured on 2 CPU cores, and the few-kernel one on an accelerator. TensorFlow has
+# two entries: its own kernels ("tf": eager calls, tf.function, SavedModel) run the row loop faster, XLA ("tf-xla":
+# inside a jit_compile'd function, as Keras' fit compiles by default) one contraction (longformer-base training
+# step at n = 4096 on 2 cores: rows 0.86x of batched's time in TF's kernels, batched 0.85x of rows' under XLA).
 BAND_STRATEGIES = ("rows", "batched", "flex")
 STRATEGY_BACKENDS = {"rows": ("pt", "flax", "tf"), "batched": ("pt", "flax", "tf", "onnx"), "flex": ("pt",)}
 BAND_STRATEGY = {"cpu": {"pt": "rows", "flax": "rows", "tf": "rows", "tf-xla": "batched"},
