@@ -37,7 +37,6 @@ from .formats import (
 from .names import BASE_PREFIX, IGNORED, canonical_shapes, guess_head, legacy_rename, match_names
 
 DTYPES = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": BFLOAT16}
-DTYPE_NAMES = semantics.DTYPE_SHORT_NAMES
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
@@ -351,7 +350,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "safetenso
         else:
             config.extra["architectures"] = [found]
         if dtype is not None:
-            config.extra["torch_dtype"] = DTYPE_NAMES[dtype]
+            config.extra["torch_dtype"] = semantics.DTYPE_SHORT_NAMES[dtype]
         files = _write(dst, to, entries, lambda k: cast(source.read(names[k]), dtype, k), head=found, config=config,
                        tokenizer_from=_tokenizer_source(src, hub), force=force, max_shard_size=max_shard_size,
                        progress=progress, sources=_source_folders(src, weights), writer=writer)
@@ -379,7 +378,7 @@ def _onnx_writer(config: LongformerConfig, head: str, source: Source, names: dic
         from longformer.onnx.graph import OPSET
 
         state = {k: cast(source.read(v), "fp32", k) for k, v in names.items()}
-        files = export(config, head, state, folder, dtype=DTYPE_NAMES[dtype], opset=opset or OPSET)
+        files = export(config, head, state, folder, dtype=semantics.DTYPE_SHORT_NAMES[dtype], opset=opset or OPSET)
         if quantize == "int8":
             quantize_int8(folder)
             files = [f for f in files if os.path.exists(os.path.join(folder, f))]

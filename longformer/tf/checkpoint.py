@@ -83,14 +83,13 @@ def tf_device(device) -> str | None:
     return f"/{platform.upper()}:{index}"
 
 
-def _build(cls, config: LongformerConfig, dtype):
-    """The model, with its variables and compute in `dtype` ("bfloat16", "float16", ...) when given, or under a
-    Keras mixed policy ("mixed_bfloat16": float32 variables, bfloat16 compute)."""
+def _build(cls, config: LongformerConfig, dtype: str | None):
+    """The model, with its variables and compute in `dtype` (a name `semantics.model_dtype` gave: "bfloat16", ...)
+    when given, or under a Keras mixed policy ("mixed_bfloat16": float32 variables, bfloat16 compute)."""
     if dtype is None:
         return cls(config)
     previous = keras.config.dtype_policy()
-    mixed = isinstance(dtype, str) and dtype.startswith("mixed_")
-    keras.config.set_dtype_policy(dtype if mixed else semantics.model_dtype(dtype))
+    keras.config.set_dtype_policy(dtype)  # both are Keras policy names
     try:
         return cls(config)
     finally:
