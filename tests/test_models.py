@@ -159,6 +159,10 @@ def test_dtype_is_read_the_same_in_every_backend(tmp_path_factory, backend, give
     given = backend.dtype("bfloat16") if given == "the framework's bfloat16" else given
     model = backend.module.LongformerModel.from_pretrained(folder, dtype=given)
     assert backend.param_dtypes(model) == {want}
+
+
+def test_a_dtype_no_longformer_runs_in_is_refused(tmp_path_factory, backend):
+    folder, _ = checkpoint(tmp_path_factory, "LongformerModel", torch_dtype="float16")
     with pytest.raises(ValueError, match="dtype='int8' is not a dtype a Longformer runs in"):
         backend.module.LongformerModel.from_pretrained(folder, dtype="int8")
 
